@@ -1,0 +1,44 @@
+# Developer entry points. Every target installs what it needs into .venv on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME_DIR := $(VENV)/lambda-runtime
+STAMP := $(VENV)/.installed
+LAYER ?= build/layer
+INVOCATIONS ?= 5
+
+.PHONY: help venv test lint demo sandbox layer-local clean
+
+help:
+	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
+	@echo "make test       run the test suite"
+	@echo "make sandbox    LAYER=<dir> INVOCATIONS=<n>: run the succeeding sample function with a layer"
+	@echo "make lint       ruff, mypy and the import contracts"
+
+$(STAMP): pyproject.toml sandbox/runtime-requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -rf $(RUNTIME_DIR)
+	$(BIN)/pip install --quiet --target $(RUNTIME_DIR) -r sandbox/runtime-requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check extension sandbox tests bench examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+sandbox: $(STAMP)
+	$(BIN)/python -m sandbox run --layer $(LAYER) --invocations $(INVOCATIONS) \
+		--handler app.succeed --function-dir examples/functions
+
+demo: $(STAMP)
+	$(BIN)/python -m sandbox demo
+
+clean:
+	rm -rf $(VENV) build dist .sandbox
