@@ -12,7 +12,7 @@ from typing import Any
 
 from sandbox.otlp_receiver import OTLPReceiver
 from sandbox.records import InvokeRecord
-from sandbox.runner import DEFAULT_WORK_DIR, LocalLambda
+from sandbox.runner import DEFAULT_WORK_DIR, LocalLambda, print_output
 from sandbox.settings import FunctionSettings
 
 DEFAULT_RUNTIME_DIR = Path(".venv/lambda-runtime")
@@ -65,8 +65,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             function_dir=args.function_dir.resolve(), handler=args.handler, runtime_dir=args.runtime_dir.resolve(),
             layer_dir=args.layer.resolve() if args.layer else None, function_name=args.function_name,
             memory_mb=args.memory_mb, timeout_s=args.timeout_s, env=env)
-        echo = (lambda source, line: None) if args.quiet else None
-        sandbox = LocalLambda(settings, work_dir=args.work_dir, **({"on_output": echo} if echo else {}))
+        sandbox = LocalLambda(settings, work_dir=args.work_dir, on_output=_discard if args.quiet else print_output)
         async with sandbox:
             init = sandbox.init_record
             assert init is not None
@@ -96,6 +95,10 @@ def _invoke_line(record: InvokeRecord) -> str:
     return (f"INVOKE {record.request_id} {outcome}{' cold' if record.cold_start else ''}: "
             f"response after {record.response_latency_ms} ms, duration {record.duration_ms} ms, "
             f"post-runtime extensions {record.post_runtime_extension_ms} ms")
+
+
+def _discard(source: str, line: str) -> None:
+    pass
 
 
 def _say(line: str) -> None:

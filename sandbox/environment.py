@@ -79,6 +79,7 @@ class Invocation:
     response_done_at: float | None = None
     runtime_done_at: float | None = None
     released_wall: float = 0.0
+    trace: dict[str, Any] | None = None
 
 
 @dataclass(eq=False)
@@ -380,11 +381,15 @@ class Environment:
         self.current, self.stage = invocation, Stage.INVOKE
         invocation.released_wall, invocation.released_at = time.time(), time.monotonic()
         deadline = invocation.released_at + timeout_s
-        trace = pe.tracing(trace_header)
+        # With active tracing Lambda records the invocation as a segment of its own: its id is spanId.
+        sampled = trace_header is not None and "Sampled=1" in trace_header
+        trace = pe.tracing(trace_header, uuid.uuid4().hex[:16] if sampled else None)
+        invocation.trace = trace
         self.hub.emit(pe.start(invocation.released_wall, request_id=request_id,
                                version=self.settings.function_version, trace=trace))
         event = {"eventType": "INVOKE", "deadlineMs": invocation.deadline_ms, "requestId": request_id,
-                 "invokedFunctionArn": self.settings.function_arn, **({"tracing": trace} if trace else {})}
+                 "invokedFunctionArn": self.settings.function_arn,
+                 **({"tracing": pe.tracing(trace_header)} if trace_header else {})}
         subscribers = [a for a in phase.agents if "INVOKE" in a.events]
         for agent in subscribers:  # rapid releases the extensions first, then the runtime
             if agent.waiting is not None:
@@ -411,7 +416,7 @@ class Environment:
         memory_used = peak_memory_mb(self._processes())
         record = InvokeRecord(
             request_id=request_id, status=status, error_type=error_type,
-            response=invocation.response if status == "success" else _error_body(invocation, error_type),
+            response=invocation.response if invocation.response is not None else _error_body(invocation, error_type),
             cold_start=phase.cold, duration_ms=_ms(invocation.released_at, ended) or 0.0,
             response_latency_ms=_ms(invocation.released_at, invocation.response_done_at),
             runtime_done_ms=_ms(invocation.released_at, invocation.runtime_done_at),
@@ -446,7 +451,7 @@ class Environment:
         return pe.runtime_done(wall(done_at), request_id=invocation.request_id, status=status,
                                error_type=error_type,
                                duration=pe.duration_ms(invocation.released_at, done_at),
-                               produced_bytes=produced, spans=spans, trace=pe.tracing(invocation.trace_header))
+                               produced_bytes=produced, spans=spans, trace=invocation.trace)
 
     async def shutdown(self, reason: str = "spindown") -> ShutdownRecord:
         if self.stage is Stage.IDLE:  # reset and not initialised again: nothing is running

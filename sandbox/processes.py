@@ -100,11 +100,7 @@ class Process:
         """Wait until the kernel reports the stop: SIGSTOP is delivered asynchronously."""
         deadline = time.monotonic() + timeout_s
         while self.running and self.pid is not None:
-            try:
-                stat = Path(f"/proc/{self.pid}/stat").read_text()
-            except OSError:
-                return True
-            if stat.rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X"):
+            if _state(self.pid) in ("T", "t", "Z", "X", None):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -138,6 +134,14 @@ async def _read_lines(stream: asyncio.StreamReader, on_line: LineSink) -> None:
             # An over-long line is cut into records of at most MAX_LINE_BYTES, as a log pipe would.
             chunk = await stream.readexactly(overrun.consumed)
         on_line(chunk.decode("utf-8", "replace").removesuffix("\n"))
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter from /proc (procfs reads never block); None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def peak_memory_mb(processes: Sequence[Process]) -> int:

@@ -32,7 +32,8 @@ def stdlib_python(work_dir: Path) -> Path:
     return python
 
 
-def _print_line(source: str, line: str) -> None:
+def print_output(source: str, line: str) -> None:
+    """Echo a process's output line to the sandbox's stderr, tagged with the process."""
     print(f"[{source}] {line}", file=sys.stderr, flush=True)
 
 
@@ -40,7 +41,7 @@ class LocalLambda:
     """Init on enter, `invoke()` as often as wanted, SHUTDOWN on exit (or explicitly, to read its record)."""
 
     def __init__(self, settings: FunctionSettings, *, work_dir: Path = DEFAULT_WORK_DIR, api_port: int = 0,
-                 isolate: bool | None = None, on_output: Callable[[str, str], None] = _print_line) -> None:
+                 isolate: bool | None = None, on_output: Callable[[str, str], None] = print_output) -> None:
         self.settings = settings
         self.work_dir = work_dir.resolve()
         self.api_port = api_port

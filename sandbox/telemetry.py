@@ -51,28 +51,31 @@ class Subscriber:
         self._is_frozen = is_frozen
         self._now = now
         self._batch = _Batch()
-        self._in_flight = False
+        self._outgoing: _Batch | None = None
         self._force = False
         self._unreported = (0, 0)
         self._wakeup = asyncio.Event()
 
     @property
     def idle(self) -> bool:
-        return not self._batch.events and not self._in_flight
+        return not self._batch.events and self._outgoing is None
 
     def offer(self, event: pe.TelemetryEvent) -> None:
         if event.category not in self.subscription.types:
             return
         envelope = event.envelope(self.subscription.schema_version)
         size = len(json.dumps(envelope, separators=(",", ":")))
-        if self._full() and (self._in_flight or self._is_frozen()) and event.category != "platform":
-            # Lambda drops records, never platform events, to keep its memory bounded.
+        if self._full() and not self._seal() and event.category != "platform":
+            # The previous batch is still on its way (or the environment is frozen): Lambda drops records,
+            # never platform events, to keep its memory bounded, and says so with platform.logsDropped.
             self.dropped_records += 1
             self.dropped_bytes += size
             records, size_total = self._unreported
             self._unreported = (records + 1, size_total + size)
             return
         self._append(envelope, size)
+        if self._full():
+            self._seal()
 
     def flush_now(self) -> None:
         """Send what is pending without waiting for timeoutMs (the platform does this at shutdown)."""
@@ -85,12 +88,12 @@ class Subscriber:
     async def run(self) -> None:
         while True:
             await self._until_ready()
-            batch, self._batch = self._batch, _Batch()
-            self._in_flight = True
+            outgoing = self._outgoing
+            assert outgoing is not None
             try:
-                await self._deliver(batch.events)
+                await self._deliver(outgoing.events)
             finally:
-                self._in_flight = False
+                self._outgoing = None
                 self._report_drops()
 
     def _append(self, envelope: pe.JSON, size: int) -> None:
@@ -104,6 +107,14 @@ class Subscriber:
         return (len(self._batch.events) >= self.subscription.max_items
                 or self._batch.size >= self.subscription.max_bytes)
 
+    def _seal(self) -> bool:
+        """Close the open batch for delivery: only one batch is in flight per subscriber."""
+        if self._outgoing is not None or self._is_frozen() or not self._batch.events:
+            return False
+        self._outgoing, self._batch = self._batch, _Batch()
+        self._wakeup.set()
+        return True
+
     def _report_drops(self) -> None:
         records, size = self._unreported
         if records:
@@ -115,12 +126,15 @@ class Subscriber:
         while True:
             self._wakeup.clear()
             timeout_s: float | None = None
-            if self._batch.events and not self._is_frozen():
+            if self._outgoing is None and self._batch.events and not self._is_frozen():
                 due = self._batch.opened_at + self.subscription.timeout_ms / 1000
                 if self._force or self._full() or self._now() >= due:
                     self._force = False
-                    return
-                timeout_s = due - self._now()
+                    self._seal()
+                else:
+                    timeout_s = due - self._now()
+            if self._outgoing is not None and not self._is_frozen():
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout_s)
 
@@ -216,9 +230,10 @@ class TelemetryHub:
 
     async def aclose(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # aiohttp can turn a cancellation that lands inside a request into a ClientError, which the retry
+            # loop then handles: cancel again until the task has really stopped.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
         self._tasks.clear()
         self.subscribers.clear()

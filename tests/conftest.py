@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ROOT, RUNTIME_DIR, TEST_FUNCTIONS, SettingsFactory
 
 from sandbox.settings import FunctionSettings
-
-from support import ROOT, RUNTIME_DIR, TEST_FUNCTIONS, SettingsFactory
 
 
 @pytest.fixture(scope="session")
