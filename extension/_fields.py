@@ -1,0 +1,101 @@
+"""Typed field readers for decoded JSON and a tolerant ISO-8601 parser; stdlib only.
+
+Every reader raises Malformed, which the parsers in extension.wire turn into a count or a
+ProtocolError: the wire is never trusted, but one bad field costs one item, not a batch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# rapid writes `2006-01-02T15:04:05.000Z`; the docs also show `12:01:23:521Z` (':' before the millis).
+# Accept 0-9 fractional digits, 'Z' or a numeric offset, and read a missing zone as UTC.
+_ISO_8601: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})"
+    r"(?:[.,:](\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?"
+)
+
+
+class Malformed(ValueError):
+    """A JSON value does not have the shape the wire model needs."""
+
+
+def parse_time_unix_nano(text: str) -> int:
+    """Nanoseconds since the epoch for an ISO-8601 timestamp; exact, no float rounding."""
+    match = _ISO_8601.fullmatch(text.strip())
+    if match is None:
+        raise Malformed(f"not an ISO-8601 time: {text!r}")
+    year, month, day, hour, minute, second, fraction, _, sign, off_h, off_m = match.groups()
+    try:
+        offset = timedelta(hours=int(off_h or 0), minutes=int(off_m or 0))
+        if sign == "-":
+            offset = -offset
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset))
+    except ValueError as exc:
+        raise Malformed(f"not a valid time: {text!r}") from exc
+    elapsed = moment - _EPOCH
+    seconds = elapsed.days * 86_400 + elapsed.seconds
+    return seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0"))
+
+
+def req_str(record: Mapping[str, Any], key: str) -> str:
+    value = record.get(key)
+    if not isinstance(value, str):
+        raise Malformed(f"{key} is not a string")
+    return value
+
+
+def opt_str(record: Mapping[str, Any], key: str) -> str | None:
+    return None if record.get(key) is None else req_str(record, key)
+
+
+def req_int(record: Mapping[str, Any], key: str) -> int:
+    value = record.get(key)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Malformed(f"{key} is not an integer")
+    return value
+
+
+def opt_int(record: Mapping[str, Any], key: str) -> int | None:
+    return None if record.get(key) is None else req_int(record, key)
+
+
+def req_float(record: Mapping[str, Any], key: str) -> float:
+    value = record.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise Malformed(f"{key} is not a number")
+    return float(value)
+
+
+def opt_float(record: Mapping[str, Any], key: str) -> float | None:
+    return None if record.get(key) is None else req_float(record, key)
+
+
+def req_dict(record: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = record.get(key)
+    if not isinstance(value, dict):
+        raise Malformed(f"{key} is not an object")
+    return value
+
+
+def opt_dict(record: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The object under `key`, or an empty one when it is absent."""
+    return {} if record.get(key) is None else req_dict(record, key)
+
+
+def str_list(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """A list of strings under `key`; absent means empty."""
+    value = record.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise Malformed(f"{key} is not a list of strings")
+    return tuple(value)

@@ -1,0 +1,277 @@
+"""Bytes to events: parse_batch for Telemetry API POSTs, parse_next_event for event/next bodies.
+
+Imports: stdlib, orjson and the extension's leaf modules only. `parse_batch` never raises (a bad
+item is counted, never drops its siblings); `parse_next_event` raises ProtocolError, since a
+garbled lifecycle event is a broken promise of the Extensions API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from extension._fields import (
+    Malformed,
+    opt_dict,
+    opt_float,
+    opt_int,
+    opt_str,
+    parse_time_unix_nano,
+    req_dict,
+    req_float,
+    req_int,
+    req_str,
+    str_list,
+)
+from extension.errors import ProtocolError
+from extension.events import (
+    ExtensionLog,
+    FunctionLog,
+    Invoke,
+    ParsedBatch,
+    PlatformExtension,
+    PlatformInitReport,
+    PlatformInitRuntimeDone,
+    PlatformInitStart,
+    PlatformLogsDropped,
+    PlatformReport,
+    PlatformRuntimeDone,
+    PlatformSpan,
+    PlatformStart,
+    PlatformTelemetrySubscription,
+    Shutdown,
+    TelemetryEvent,
+    TraceContext,
+    Unknown,
+)
+
+
+def parse_batch(raw: bytes) -> ParsedBatch:
+    """Parse one Telemetry API POST body; never raises."""
+    try:
+        items = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ParsedBatch(malformed=1)
+    if not isinstance(items, list):
+        return ParsedBatch(malformed=1)
+    events: list[TelemetryEvent] = []
+    malformed = 0
+    for item in items:
+        try:
+            events.append(_parse_event(item))
+        except Malformed:
+            malformed += 1
+    return ParsedBatch(events=events, malformed=malformed)
+
+
+def parse_next_event(raw: bytes) -> Invoke | Shutdown:
+    """Parse an event/next response body; raises ProtocolError on anything else."""
+    try:
+        return _next_event(orjson.loads(raw))
+    except (orjson.JSONDecodeError, Malformed) as exc:
+        raise ProtocolError(f"malformed event/next body: {exc}") from exc
+
+
+def _next_event(body: object) -> Invoke | Shutdown:
+    if not isinstance(body, dict):
+        raise Malformed("body is not an object")
+    match req_str(body, "eventType").upper():
+        case "INVOKE":
+            return Invoke(
+                request_id=req_str(body, "requestId"),
+                deadline_ms=_deadline_ms(body),
+                invoked_function_arn=req_str(body, "invokedFunctionArn"),
+                tracing=_tracing(body),
+            )
+        case "SHUTDOWN":
+            return Shutdown(shutdown_reason=req_str(body, "shutdownReason").lower(), deadline_ms=_deadline_ms(body))
+        case other:
+            raise Malformed(f"unknown eventType {other!r}")
+
+
+def _deadline_ms(body: Mapping[str, Any]) -> int:
+    deadline = body.get("deadlineMs")
+    if isinstance(deadline, str) and deadline.isdigit():  # as in the documentation's SHUTDOWN example
+        return int(deadline)
+    return req_int(body, "deadlineMs")
+
+
+def _parse_event(item: object) -> TelemetryEvent:
+    if not isinstance(item, dict):
+        raise Malformed("item is not an object")
+    time_unix_nano = parse_time_unix_nano(req_str(item, "time"))
+    event_type = req_str(item, "type")
+    record = item.get("record")
+    parse = _PARSERS.get(event_type)
+    if parse is None:
+        return Unknown(time_unix_nano=time_unix_nano, type=event_type, record=record)
+    return parse(time_unix_nano, record)
+
+
+def _log_record(record: object) -> str | dict[str, Any]:
+    if isinstance(record, str):
+        return record.removesuffix("\n")
+    if isinstance(record, dict):
+        return record
+    raise Malformed("log record is neither a string nor an object")
+
+
+def _tracing(record: Mapping[str, Any]) -> TraceContext | None:
+    tracing = record.get("tracing")
+    if tracing is None:
+        return None
+    if not isinstance(tracing, dict):
+        raise Malformed("tracing is not an object")
+    return TraceContext(
+        type=req_str(tracing, "type"), value=req_str(tracing, "value"), span_id=opt_str(tracing, "spanId")
+    )
+
+
+def _spans(record: Mapping[str, Any]) -> tuple[PlatformSpan, ...]:
+    spans = record.get("spans")
+    if spans is None:
+        return ()
+    if not isinstance(spans, list) or not all(isinstance(span, dict) for span in spans):
+        raise Malformed("spans is not a list of objects")
+    return tuple(
+        PlatformSpan(
+            name=req_str(span, "name"),
+            start_unix_nano=parse_time_unix_nano(req_str(span, "start")),
+            duration_ms=req_float(span, "durationMs"),
+        )
+        for span in spans
+    )
+
+
+def _init_start(t: int, r: Mapping[str, Any]) -> PlatformInitStart:
+    return PlatformInitStart(
+        time_unix_nano=t,
+        initialization_type=req_str(r, "initializationType"),
+        phase=req_str(r, "phase"),
+        function_name=opt_str(r, "functionName"),
+        function_version=opt_str(r, "functionVersion"),
+        instance_id=opt_str(r, "instanceId"),
+        instance_max_memory=opt_int(r, "instanceMaxMemory"),
+        runtime_version=opt_str(r, "runtimeVersion"),
+        runtime_version_arn=opt_str(r, "runtimeVersionArn"),
+        tracing=_tracing(r),
+    )
+
+
+def _init_runtime_done(t: int, r: Mapping[str, Any]) -> PlatformInitRuntimeDone:
+    return PlatformInitRuntimeDone(
+        time_unix_nano=t,
+        initialization_type=req_str(r, "initializationType"),
+        phase=req_str(r, "phase"),
+        status=req_str(r, "status"),
+        error_type=opt_str(r, "errorType"),
+        spans=_spans(r),
+        tracing=_tracing(r),
+    )
+
+
+def _init_report(t: int, r: Mapping[str, Any]) -> PlatformInitReport:
+    return PlatformInitReport(
+        time_unix_nano=t,
+        initialization_type=req_str(r, "initializationType"),
+        phase=req_str(r, "phase"),
+        status=req_str(r, "status"),
+        duration_ms=req_float(req_dict(r, "metrics"), "durationMs"),
+        error_type=opt_str(r, "errorType"),
+        spans=_spans(r),
+        tracing=_tracing(r),
+    )
+
+
+def _start(t: int, r: Mapping[str, Any]) -> PlatformStart:
+    return PlatformStart(
+        time_unix_nano=t,
+        request_id=req_str(r, "requestId"),
+        version=opt_str(r, "version"),
+        tracing=_tracing(r),
+    )
+
+
+def _runtime_done(t: int, r: Mapping[str, Any]) -> PlatformRuntimeDone:
+    metrics = opt_dict(r, "metrics")
+    return PlatformRuntimeDone(
+        time_unix_nano=t,
+        request_id=req_str(r, "requestId"),
+        status=req_str(r, "status"),
+        error_type=opt_str(r, "errorType"),
+        duration_ms=opt_float(metrics, "durationMs"),
+        produced_bytes=opt_int(metrics, "producedBytes"),
+        spans=_spans(r),
+        tracing=_tracing(r),
+    )
+
+
+def _report(t: int, r: Mapping[str, Any]) -> PlatformReport:
+    metrics = req_dict(r, "metrics")
+    return PlatformReport(
+        time_unix_nano=t,
+        request_id=req_str(r, "requestId"),
+        status=req_str(r, "status"),
+        duration_ms=req_float(metrics, "durationMs"),
+        billed_duration_ms=opt_int(metrics, "billedDurationMs"),
+        memory_size_mb=opt_int(metrics, "memorySizeMB"),
+        max_memory_used_mb=opt_int(metrics, "maxMemoryUsedMB"),
+        init_duration_ms=opt_float(metrics, "initDurationMs"),
+        restore_duration_ms=opt_float(metrics, "restoreDurationMs"),
+        error_type=opt_str(r, "errorType"),
+        spans=_spans(r),
+        tracing=_tracing(r),
+    )
+
+
+def _extension(t: int, r: Mapping[str, Any]) -> PlatformExtension:
+    return PlatformExtension(
+        time_unix_nano=t,
+        name=req_str(r, "name"),
+        state=req_str(r, "state"),
+        events=str_list(r, "events"),
+        error_type=opt_str(r, "errorType"),
+    )
+
+
+def _subscription(t: int, r: Mapping[str, Any]) -> PlatformTelemetrySubscription:
+    return PlatformTelemetrySubscription(
+        time_unix_nano=t, name=req_str(r, "name"), state=req_str(r, "state"), types=str_list(r, "types")
+    )
+
+
+def _logs_dropped(t: int, r: Mapping[str, Any]) -> PlatformLogsDropped:
+    return PlatformLogsDropped(
+        time_unix_nano=t,
+        dropped_bytes=req_int(r, "droppedBytes"),
+        dropped_records=req_int(r, "droppedRecords"),
+        reason=req_str(r, "reason"),
+    )
+
+
+def _record(
+    parse: Callable[[int, Mapping[str, Any]], TelemetryEvent],
+) -> Callable[[int, object], TelemetryEvent]:
+    def parse_object(time_unix_nano: int, record: object) -> TelemetryEvent:
+        if not isinstance(record, dict):
+            raise Malformed("record is not an object")
+        return parse(time_unix_nano, record)
+
+    return parse_object
+
+
+_PARSERS: dict[str, Callable[[int, object], TelemetryEvent]] = {
+    "platform.initStart": _record(_init_start),
+    "platform.initRuntimeDone": _record(_init_runtime_done),
+    "platform.initReport": _record(_init_report),
+    "platform.start": _record(_start),
+    "platform.runtimeDone": _record(_runtime_done),
+    "platform.report": _record(_report),
+    "platform.extension": _record(_extension),
+    "platform.telemetrySubscription": _record(_subscription),
+    "platform.logsDropped": _record(_logs_dropped),
+    "function": lambda t, r: FunctionLog(time_unix_nano=t, record=_log_record(r)),
+    "extension": lambda t, r: ExtensionLog(time_unix_nano=t, record=_log_record(r)),
+}
