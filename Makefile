@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check extension sandbox tests bench examples
+	$(BIN)/ruff check extension sandbox tests layer examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -37,8 +37,11 @@ sandbox: $(STAMP)
 	$(BIN)/python -m sandbox run --layer $(LAYER) --invocations $(INVOCATIONS) \
 		--handler app.succeed --function-dir examples/functions
 
-demo: $(STAMP)
-	$(BIN)/python -m sandbox demo
+layer-local: $(STAMP)
+	$(BIN)/python layer/build.py --out build/layer
+
+demo: layer-local
+	$(BIN)/python -m sandbox demo --layer build/layer
 
 clean:
 	rm -rf $(VENV) build dist .sandbox

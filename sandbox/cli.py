@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sandbox.otlp_receiver import OTLPReceiver
 from sandbox.records import InvokeRecord
 from sandbox.runner import DEFAULT_WORK_DIR, LocalLambda, print_output
 from sandbox.settings import FunctionSettings
+from sandbox.waterfall import render_waterfall, summarize
 
 DEFAULT_RUNTIME_DIR = Path(".venv/lambda-runtime")
 
@@ -45,6 +48,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--receiver-port", type=int, default=4318, help="local OTLP/HTTP receiver; 0 for any")
     run.add_argument("--record", type=Path, default=None, help="append what the receiver gets to this JSONL file")
     run.add_argument("--quiet", action="store_true", help="do not echo the processes' output")
+    demo = commands.add_parser("demo", help="the sample functions with the extension attached, then the traces")
+    demo.add_argument("--layer", type=Path, default=Path("build/layer"))
+    demo.add_argument("--runtime-dir", type=Path, default=DEFAULT_RUNTIME_DIR)
+    demo.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    demo.add_argument("--receiver-port", type=int, default=0)
+    demo.add_argument("--record", type=Path, default=Path("build/demo-traces.jsonl"))
     return root
 
 
@@ -53,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.runtime_dir / "awslambdaric").is_dir():
         print(f"error: no awslambdaric in {args.runtime_dir}; run `make venv` first", file=sys.stderr)
         return 2
+    if args.command == "demo":
+        return asyncio.run(demo(args))
     summary = asyncio.run(run(args))
     print(json.dumps(summary))
     return 0
@@ -103,3 +114,43 @@ def _discard(source: str, line: str) -> None:
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+# The demo: a caller that traces (X-Ray headers) drives one function through a cold start, warm
+# invocations, an error, a noisy one, a timeout (which resets the environment) and a re-init.
+DEMO_SCRIPT: Final = [
+    {"action": "succeed"}, {"action": "succeed"}, {"action": "succeed", "sleep_ms": 40}, {"action": "fail"},
+    {"action": "chatty", "lines": 200}, {"action": "succeed"}, {"action": "time_out"}, {"action": "succeed"},
+    {"action": "succeed", "sleep_ms": 20}, {"action": "succeed"}, {"action": "succeed"},
+]
+
+
+def xray_header() -> str:
+    """A caller's trace header, as API Gateway or another traced service would send it."""
+    unique = secrets.token_hex(12)
+    return f"Root=1-{int(time.time()):08x}-{unique};Parent={secrets.token_hex(8)};Sampled=1"
+
+
+async def demo(args: argparse.Namespace) -> int:
+    if not (args.layer / "extensions").is_dir():
+        print(f"error: no layer in {args.layer}; run `make layer-local` first", file=sys.stderr)
+        return 2
+    args.record.parent.mkdir(parents=True, exist_ok=True)
+    args.record.unlink(missing_ok=True)
+    async with OTLPReceiver(port=args.receiver_port, record_path=args.record) as receiver:
+        settings = FunctionSettings(
+            function_dir=Path("examples/functions").resolve(), handler="app.mixed", function_name="demo-function",
+            runtime_dir=args.runtime_dir.resolve(), layer_dir=args.layer.resolve(), timeout_s=2.0,
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "demo-function"})
+        async with LocalLambda(settings, work_dir=args.work_dir, on_output=_discard) as sandbox:
+            assert sandbox.init_record is not None
+            _say(f"INIT {sandbox.init_record.status} in {sandbox.init_record.duration_ms:.1f} ms")
+            for payload in DEMO_SCRIPT:
+                record = await sandbox.invoke(json.dumps(payload).encode(), trace_header=xray_header())
+                _say(_invoke_line(record))
+            shutdown = await sandbox.shutdown()
+            _say("SHUTDOWN: " + ", ".join(f"{e.name} exited after {e.exit_ms} ms" for e in shutdown.extensions))
+        print(render_waterfall(receiver.spans(), color=sys.stdout.isatty()))
+        print(summarize(receiver.spans()))
+        print(f"(recorded in {args.record})")
+    return 0

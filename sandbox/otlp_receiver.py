@@ -58,6 +58,7 @@ __all__ = [
     "export_request_from_json",
     "export_request_to_json",
     "load_recorded",
+    "spans_of",
 ]
 
 PROTOBUF: Final = "application/x-protobuf"
@@ -224,7 +225,7 @@ class ReceivedMetric:
         return self.metric.WhichOneof("data")
 
 
-def _spans_of(message: ExportTraceServiceRequest) -> list[ReceivedSpan]:
+def spans_of(message: ExportTraceServiceRequest) -> list[ReceivedSpan]:
     return [
         ReceivedSpan(
             resource=attributes_to_dict(resource_spans.resource.attributes),
@@ -540,7 +541,7 @@ class OTLPReceiver:
         return [r.message for r in self.requests if isinstance(r.message, ExportMetricsServiceRequest)]
 
     def spans(self) -> list[ReceivedSpan]:
-        return [span for message in self.trace_requests for span in _spans_of(message)]
+        return [span for message in self.trace_requests for span in spans_of(message)]
 
     def log_records(self) -> list[ReceivedLogRecord]:
         return [record for message in self.log_requests for record in _log_records_of(message)]

@@ -176,6 +176,8 @@ class TelemetryHub:
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.subscribers: dict[str, Subscriber] = {}
+        self.platform_history: list[pe.TelemetryEvent] = []
+        """Every platform event produced, for tests and benchmarks to compare with what arrived."""
         self.frozen = False
         self._session = session
         self._init_events: list[pe.TelemetryEvent] | None = []
@@ -186,6 +188,8 @@ class TelemetryHub:
         return self._init_events is not None
 
     def emit(self, event: pe.TelemetryEvent) -> None:
+        if event.category == "platform":
+            self.platform_history.append(event)
         if self._init_events is not None:
             self._init_events.append(event)
         for subscriber in self.subscribers.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,14 @@ def make_settings(runtime_dir: Path) -> SettingsFactory:
         return FunctionSettings(**fields)
     return make
 
+
+
+@pytest.fixture(scope="session")
+def built_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layer laid out for this machine's Python, exactly as `make layer-local` builds it."""
+    spec = importlib.util.spec_from_file_location("layer_build", ROOT / "layer" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built: Path = module.build(tmp_path_factory.mktemp("layer") / "opt")
+    return built

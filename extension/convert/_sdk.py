@@ -11,6 +11,7 @@ from typing import Final, Literal
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as SDK_VERSION
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -72,3 +73,8 @@ def make_span(
         end_time=end_unix_nano,
         instrumentation_scope=_SCOPE,
     )
+
+
+def random_ids() -> RandomIdGenerator:
+    """The SDK's generator of random trace and span ids (it fits convert.builders.IdGenerator)."""
+    return RandomIdGenerator()

@@ -1,0 +1,3 @@
+from extension.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The INVOKE/SHUTDOWN loop: wait for the invocation's runtimeDone, flush, call next; at SHUTDOWN,
+collect the stragglers and flush within the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from extension.events import Invoke, Shutdown
+
+
+class EventSource(Protocol):
+    async def next_event(self) -> Invoke | Shutdown: ...
+
+
+class Sink(Protocol):
+    def note_invoke(self, invoke: Invoke) -> None: ...
+    async def wait_runtime_done(self, request_id: str) -> None: ...
+    async def wait_settled(self) -> None: ...
+    def drain_orphans(self) -> None: ...
+    async def flush(self, *, deadline: float) -> object: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    margin_s: float = 0.2
+    """Kept free before every deadline: the time to answer `next` and for the platform's own work."""
+    runtime_done_timeout_s: float | None = None
+    """Longest wait for runtimeDone after INVOKE; None waits up to the invocation's deadline."""
+    straggler_wait_s: float = 0.3
+    """At SHUTDOWN, longest wait for the last platform.report; Elastic measured at most 40 ms."""
+
+
+def deadline_of(deadline_ms: int, *, wall: Callable[[], float], mono: Callable[[], float]) -> float:
+    """An epoch-millisecond deadline as a reading of the monotonic clock."""
+    return mono() + deadline_ms / 1000 - wall()
+
+
+async def run_lifecycle(source: EventSource, sink: Sink, *, timing: Timing, telemetry: bool,
+                        wall: Callable[[], float] = time.time) -> Shutdown:
+    """Loop until SHUTDOWN; `telemetry` False (no subscription) means there is nothing to wait for."""
+    loop = asyncio.get_running_loop()
+    while True:
+        event = await source.next_event()  # never timed: the environment may be frozen for hours
+        deadline = deadline_of(event.deadline_ms, wall=wall, mono=loop.time) - timing.margin_s
+        if isinstance(event, Shutdown):
+            await _within(min(deadline, loop.time() + timing.straggler_wait_s), sink.wait_settled())
+            sink.drain_orphans()
+            await _within(deadline, sink.flush(deadline=deadline))
+            return event
+        sink.note_invoke(event)
+        if telemetry:
+            wait_until = deadline
+            if timing.runtime_done_timeout_s is not None:
+                wait_until = min(deadline, loop.time() + timing.runtime_done_timeout_s)
+            # Calling next before runtimeDone arrived would freeze the environment with the spans inside.
+            await _within(wait_until, sink.wait_runtime_done(event.request_id))
+        await _within(deadline, sink.flush(deadline=deadline))
+
+
+async def _within(deadline: float, work: Coroutine[Any, Any, object]) -> None:
+    """Await `work` but give up at `deadline` (a loop-clock reading); the work is then cancelled."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(deadline):
+            await work
