@@ -52,8 +52,9 @@ async def run(launch: Launch) -> int:
             await _run_configured(api, launch.config)
         except Exception as error:  # a bug of ours: say so to Lambda, as documented, then leave
             log.get().exception("extension_failed")
+            report = api.exit_error if api.initialized else api.init_error
             with contextlib.suppress(LambdaAPIError):
-                await api.exit_error("Extension.UnknownReason", type(error).__name__)
+                await report("Extension.UnknownReason", type(error).__name__)
             return 1
     return 0
 

@@ -35,6 +35,8 @@ class ExtensionsAPI:
         self._session = session
         self._base = f"http://{runtime_api}"
         self._id = ""
+        self.initialized = False
+        """True once `next` was called: from then on a failure is an exit error, before it an init error."""
 
     async def register(self, name: str, events: Sequence[str] = ("INVOKE", "SHUTDOWN")) -> Registration:
         body = await self._call("POST", f"{EXTENSION_API}/register", {"Lambda-Extension-Name": name},
@@ -47,6 +49,7 @@ class ExtensionsAPI:
                             function_version=info.get("functionVersion"), handler=info.get("handler"))
 
     async def next_event(self) -> Invoke | Shutdown:
+        self.initialized = True
         answer = await self._call("GET", f"{EXTENSION_API}/event/next", {ID_HEADER: self._id}, None, expect=200)
         return parse_next_event(answer.raw)
 
