@@ -10,15 +10,14 @@ from extension.listener import make_app, secret_path, serve
 async def test_every_post_is_answered_and_handed_over() -> None:
     received: list[bytes] = []
     path = secret_path()
-    async with serve(make_app(received.append, path), host="127.0.0.1", port=0) as port:
-        async with aiohttp.ClientSession() as client:
-            url = f"http://127.0.0.1:{port}{path}"
-            for body in (b"not json", b"[]", b'[{"time": "2024-01-01T00:00:00.000Z", "type": "platform.x"}]'):
-                async with client.post(url, data=body) as response:
-                    assert response.status == 200
-            async with client.post(f"http://127.0.0.1:{port}/guessed", data=b"[]") as response:
-                assert response.status == 404  # code in the function cannot inject fake platform events
-    assert received == [b"not json", b"[]", b'[{"time": "2024-01-01T00:00:00.000Z", "type": "platform.x"}]']
+    bodies = (b"not json", b"[]", b'[{"time": "2024-01-01T00:00:00.000Z", "type": "platform.x"}]')
+    async with serve(make_app(received.append, path), host="127.0.0.1", port=0) as port, aiohttp.ClientSession() as client:
+        for body in bodies:
+            async with client.post(f"http://127.0.0.1:{port}{path}", data=body) as response:
+                assert response.status == 200
+        async with client.post(f"http://127.0.0.1:{port}/guessed", data=b"[]") as response:
+            assert response.status == 404  # code in the function cannot inject fake platform events
+    assert received == list(bodies)
 
 
 def test_secret_paths_are_unguessable() -> None:
