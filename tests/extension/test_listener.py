@@ -11,7 +11,8 @@ async def test_every_post_is_answered_and_handed_over() -> None:
     received: list[bytes] = []
     path = secret_path()
     bodies = (b"not json", b"[]", b'[{"time": "2024-01-01T00:00:00.000Z", "type": "platform.x"}]')
-    async with serve(make_app(received.append, path), host="127.0.0.1", port=0) as port, aiohttp.ClientSession() as client:
+    listening = serve(make_app(received.append, path), host="127.0.0.1", port=0)
+    async with listening as port, aiohttp.ClientSession() as client:
         for body in bodies:
             async with client.post(f"http://127.0.0.1:{port}{path}", data=body) as response:
                 assert response.status == 200
