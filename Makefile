@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LAYER ?= build/layer
 INVOCATIONS ?= 5
 
-.PHONY: help venv test lint demo sandbox layer-local clean
+.PHONY: help venv test lint demo sandbox layer-local bench-flush clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
@@ -39,6 +39,9 @@ sandbox: $(STAMP)
 
 layer-local: $(STAMP)
 	$(BIN)/python layer/build.py --out build/layer
+
+bench-flush: layer-local
+	$(BIN)/python -m bench.flush --write
 
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from extension.errors import ConfigError, LambdaAPIError
 from extension.events import Shutdown
 from extension.export.otlp import OTLPSpanExporter
 from extension.export.transport import AiohttpTransport, make_session
+from extension.flush import FlushPolicy
+from extension.flusher import Flusher
 from extension.lambda_api import ExtensionsAPI
 from extension.lifecycle import Timing, run_lifecycle
 from extension.listener import make_app, secret_path, serve
@@ -73,11 +76,14 @@ async def _run_configured(api: ExtensionsAPI, config: Config) -> None:
         timing = Timing(margin_s=config.shutdown_margin_ms / 1000,
                         runtime_done_timeout_s=(config.runtime_done_timeout_ms / 1000
                                                 if config.runtime_done_timeout_ms else None))
+        flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
         try:
             listening = serve(make_app(pipeline.accept, path), host=host, port=config.listener_port)
-            async with listening as port:
+            async with listening as port, asyncio.TaskGroup() as tasks:
                 subscribed = await _subscribe(api, f"http://sandbox.localdomain:{port}{path}")
-                shutdown = await run_lifecycle(api, pipeline, timing=timing, telemetry=subscribed)
+                flusher.attach(tasks.create_task(flusher.run(), name="background-flush"))
+                shutdown = await run_lifecycle(api, pipeline, flusher, timing=timing, telemetry=subscribed)
+                await flusher.stop_background()
         except OSError as error:  # the listener could not bind: keep the function running without us
             log.get().error("listener_failed", error=str(error), mode="pass_through")
             shutdown = await _pass_through(api)

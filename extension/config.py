@@ -26,6 +26,7 @@ wins over the general one.
 | OTEL_LAMBDA_SHUTDOWN_MARGIN_MS            | 200                   | integer >= 0, kept free before a deadline      |
 | OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS       | unset (deadline)      | integer >= 1: longest wait for runtimeDone    |
 | OTEL_LAMBDA_LISTENER_PORT                 | 0 (any free)          | integer 0-65535, the telemetry listener's port |
+| OTEL_LAMBDA_FLUSH                         | adaptive              | end, periodic,<ms>, continuous,<ms>, adaptive |
 
 service.name: OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else the function
 name, else `unknown_service`. Per-signal headers are merged over the general ones, names lowercased.
@@ -44,6 +45,7 @@ from typing import Final, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from extension.errors import ConfigError
+from extension.flush import FlushSetting
 
 OTLPProtocol = Literal["http/protobuf", "http/json"]
 Compression = Literal["gzip", "none"]
@@ -105,6 +107,7 @@ class Config:
     shutdown_margin_ms: int = 200
     runtime_done_timeout_ms: int | None = None
     listener_port: int = 0
+    flush: FlushSetting = field(default_factory=FlushSetting)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -140,10 +143,22 @@ class Config:
             shutdown_margin_ms=read.integer("OTEL_LAMBDA_SHUTDOWN_MARGIN_MS", 200, minimum=0),
             runtime_done_timeout_ms=read.integer("OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS", None, minimum=1),
             listener_port=read.integer("OTEL_LAMBDA_LISTENER_PORT", 0, minimum=0, maximum=65535),
+            flush=_flush_setting(read),
         )
         if read.problems:
             raise ConfigError(read.problems)
         return config
+
+
+def _flush_setting(read: _Reader) -> FlushSetting:
+    text = read.text("OTEL_LAMBDA_FLUSH")
+    if text is None:
+        return FlushSetting()
+    try:
+        return FlushSetting.parse(text)
+    except ValueError as problem:
+        read.problem("OTEL_LAMBDA_FLUSH", str(problem))
+        return FlushSetting()
 
 
 def _signal(read: _Reader, signal: Signal) -> SignalExport:

@@ -1,5 +1,5 @@
-"""The INVOKE/SHUTDOWN loop: wait for the invocation's runtimeDone, flush, call next; at SHUTDOWN,
-collect the stragglers and flush within the deadline."""
+"""The INVOKE/SHUTDOWN loop: per invocation, what the flush policy's plan says (wait for runtimeDone,
+flush, or leave it to the background); at SHUTDOWN, collect the stragglers and flush within the deadline."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from extension.events import Invoke, Shutdown
+from extension.flush import Plan
 
 
 class EventSource(Protocol):
@@ -22,7 +23,13 @@ class Sink(Protocol):
     async def wait_runtime_done(self, request_id: str) -> None: ...
     async def wait_settled(self) -> None: ...
     def drain_orphans(self) -> None: ...
-    async def flush(self, *, deadline: float) -> object: ...
+
+
+class Flushing(Protocol):
+    def plan(self, now: float) -> Plan: ...
+    async def flush(self, *, deadline: float) -> None: ...
+    def kick(self) -> None: ...
+    async def stop_background(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +40,8 @@ class Timing:
     """Longest wait for runtimeDone after INVOKE; None waits up to the invocation's deadline."""
     straggler_wait_s: float = 0.3
     """At SHUTDOWN, longest wait for the last platform.report; Elastic measured at most 40 ms."""
+    min_flush_s: float = 0.05
+    """A flush that would have less time than this before the deadline is deferred to a later one."""
 
 
 def deadline_of(deadline_ms: int, *, wall: Callable[[], float], mono: Callable[[], float]) -> float:
@@ -40,8 +49,8 @@ def deadline_of(deadline_ms: int, *, wall: Callable[[], float], mono: Callable[[
     return mono() + deadline_ms / 1000 - wall()
 
 
-async def run_lifecycle(source: EventSource, sink: Sink, *, timing: Timing, telemetry: bool,
-                        wall: Callable[[], float] = time.time) -> Shutdown:
+async def run_lifecycle(source: EventSource, sink: Sink, flushing: Flushing, *, timing: Timing,
+                        telemetry: bool, wall: Callable[[], float] = time.time) -> Shutdown:
     """Loop until SHUTDOWN; `telemetry` False (no subscription) means there is nothing to wait for."""
     loop = asyncio.get_running_loop()
     while True:
@@ -50,16 +59,29 @@ async def run_lifecycle(source: EventSource, sink: Sink, *, timing: Timing, tele
         if isinstance(event, Shutdown):
             await _within(min(deadline, loop.time() + timing.straggler_wait_s), sink.wait_settled())
             sink.drain_orphans()
-            await _within(deadline, sink.flush(deadline=deadline))
+            await flushing.stop_background()  # an export in flight goes back to the buffer and leaves now
+            await _within(deadline, flushing.flush(deadline=deadline))
             return event
         sink.note_invoke(event)
-        if telemetry:
+        plan = flushing.plan(loop.time())
+        if plan.flush_at_start and not plan.await_start_flush:
+            flushing.kick()
+        elif plan.flush_at_start:
+            await _flush_before(deadline, flushing, timing)
+        if plan.wait_runtime_done and telemetry:
             wait_until = deadline
             if timing.runtime_done_timeout_s is not None:
                 wait_until = min(deadline, loop.time() + timing.runtime_done_timeout_s)
             # Calling next before runtimeDone arrived would freeze the environment with the spans inside.
             await _within(wait_until, sink.wait_runtime_done(event.request_id))
-        await _within(deadline, sink.flush(deadline=deadline))
+        if plan.flush_at_end:
+            await _flush_before(deadline, flushing, timing)
+
+
+async def _flush_before(deadline: float, flushing: Flushing, timing: Timing) -> None:
+    """Flush, but never past the deadline; too close to it, leave the data for a later flush."""
+    if deadline - asyncio.get_running_loop().time() >= timing.min_flush_s:
+        await _within(deadline, flushing.flush(deadline=deadline))
 
 
 async def _within(deadline: float, work: Coroutine[Any, Any, object]) -> None:

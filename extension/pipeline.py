@@ -59,6 +59,10 @@ class Pipeline:
                 self._mark_done(event.request_id)
         self._changed.set()
 
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
     def note_invoke(self, invoke: Invoke) -> None:
         self._assembler.note_invoke(invoke)
 
@@ -90,7 +94,11 @@ class Pipeline:
             result: ExportResult | None = None
             while self._buffer and self._exporter is not None:
                 spans = self._buffer.drain(MAX_SPANS_PER_EXPORT)
-                result = await self._exporter.export(spans, deadline=deadline)
+                try:
+                    result = await self._exporter.export(spans, deadline=deadline)
+                except asyncio.CancelledError:  # out of time: the outcome is unknown, so they are sent again
+                    self._buffer.requeue_front(spans)
+                    raise
                 if not result.ok:
                     failed = len(spans)
                     if result.retryable:  # back to the front: they leave first with the next flush

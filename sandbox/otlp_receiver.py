@@ -426,6 +426,8 @@ class OTLPReceiver:
         self._close_timeout_s = close_timeout_s
         self._clock = clock
         self.retry_after_s = retry_after_s
+        self.response_delay_s = 0.0
+        """A slow collector: every accepted request is answered this much later (recorded on arrival)."""
         self.requests: list[ReceivedRequest] = []
         self.refused: Counter[FaultMode] = Counter()
         self.rejected: Counter[int] = Counter()
@@ -603,7 +605,10 @@ class OTLPReceiver:
             mode = self._take_mode()
         if mode is not FaultMode.OK:
             return await self._refuse(request, mode)
-        return await self._accept(request, signal, received_unix_nano)
+        response = await self._accept(request, signal, received_unix_nano)
+        if self.response_delay_s:
+            await asyncio.sleep(self.response_delay_s)
+        return response
 
     async def _hold(self) -> bool:
         """Wait for the next mode change; False when the receiver is closing instead."""

@@ -1,0 +1,101 @@
+"""Flush strategies in the sandbox: freezes during exports, connections reset after a freeze, and 100
+invocations where every span arrives exactly once per expectation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+from support import EXAMPLES, SettingsFactory
+
+from sandbox.otlp_receiver import FaultMode, OTLPReceiver, ReceivedSpan
+from sandbox.runner import LocalLambda
+
+PHASES = ("responseLatency", "responseDuration", "runtimeOverhead", "report", "extensionOverhead")
+
+
+def quiet(source: str, line: str) -> None:
+    pass
+
+
+def settings_for(make_settings: SettingsFactory, layer: Path, receiver: OTLPReceiver, flush: str,
+                 **env: str) -> object:
+    return make_settings(function_dir=EXAMPLES, handler="app.mixed", function_name="busy", layer_dir=layer,
+                         timeout_s=5.0, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                                             "OTEL_LAMBDA_FLUSH": flush, **env})
+
+
+def spans_by_request(spans: list[ReceivedSpan]) -> dict[str, Counter[str]]:
+    """Span names per invocation: the server span's request id, its children and grandchildren."""
+    servers = {s.span_id: str(s.attributes["faas.invocation_id"]) for s in spans
+               if s.span.kind == s.span.SPAN_KIND_SERVER}
+    parents = {s.span_id: s.parent_span_id for s in spans}
+    found: dict[str, Counter[str]] = {}
+    for span in spans:
+        node = span.span_id
+        while node in parents and node not in servers:
+            node = parents[node]
+        if node in servers:
+            found.setdefault(servers[node], Counter())[span.name] += 1
+    return found
+
+
+def assert_exactly_once(spans: list[ReceivedSpan], request_ids: list[str]) -> None:
+    found = spans_by_request(spans)
+    assert sorted(found) == sorted(request_ids)
+    for request_id in request_ids:
+        counts = found[request_id]
+        assert counts["busy"] == 1 and all(counts[name] == 1 for name in PHASES), (request_id, counts)
+    assert sum(s.name == "init" for s in spans) == 1
+
+
+async def test_hundred_invocations_with_freezes_arrive_exactly(make_settings: SettingsFactory, built_layer: Path,
+                                                               work_dir: Path) -> None:
+    async with OTLPReceiver(port=0) as receiver:
+        settings = settings_for(make_settings, built_layer, receiver, "adaptive")
+        async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:  # type: ignore[arg-type]
+            records = [await sandbox.invoke(b'{"action": "succeed"}') for _ in range(100)]
+        assert all(r.status == "success" for r in records)
+        assert_exactly_once(receiver.spans(), [r.request_id for r in records])
+
+
+async def test_an_export_frozen_in_flight_completes_after_the_thaw(make_settings: SettingsFactory,
+                                                                   built_layer: Path, work_dir: Path) -> None:
+    async with OTLPReceiver(port=0) as receiver:
+        settings = settings_for(make_settings, built_layer, receiver, "continuous,50")
+        async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:  # type: ignore[arg-type]
+            first = await sandbox.invoke(b'{"action": "succeed"}')
+            receiver.mode = FaultMode.HANG
+            second = await sandbox.invoke(b'{"action": "succeed", "sleep_ms": 200}')
+            await receiver.wait_for_held(1, timeout_s=5)
+            assert sandbox.environment.frozen or await _frozen_soon(sandbox)
+            receiver.mode = FaultMode.OK  # the collector answers while the extension is frozen
+            third = await sandbox.invoke(b'{"action": "succeed"}')
+        records = [first, second, third]
+        found = spans_by_request(receiver.spans())
+    # Nothing lost; a batch whose answer was read only after the thaw may arrive twice, never zero times.
+    assert set(found) == {r.request_id for r in records}
+    assert all(found[r.request_id]["busy"] >= 1 for r in records)
+
+
+async def test_a_connection_reset_after_a_freeze_is_sent_again(make_settings: SettingsFactory, built_layer: Path,
+                                                               work_dir: Path) -> None:
+    async with OTLPReceiver(port=0) as receiver:
+        settings = settings_for(make_settings, built_layer, receiver, "end")
+        async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:  # type: ignore[arg-type]
+            first = await sandbox.invoke(b'{"action": "succeed"}')
+            await asyncio.sleep(0.2)  # frozen, with a kept-alive connection to the collector
+            receiver.set_mode(FaultMode.RESET, next_requests=1)
+            second = await sandbox.invoke(b'{"action": "succeed"}')
+            third = await sandbox.invoke(b'{"action": "succeed"}')
+        assert receiver.refused_count == 1
+        assert_exactly_once(receiver.spans(), [first.request_id, second.request_id, third.request_id])
+
+
+async def _frozen_soon(sandbox: LocalLambda) -> bool:
+    for _ in range(100):
+        if sandbox.environment.frozen:
+            return True
+        await asyncio.sleep(0.01)
+    return False
