@@ -104,14 +104,15 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str, readme: Path) -> None:
+def write_readme(text: str, readme: Path, marks: tuple[str, str] = (MARK_BEGIN, MARK_END)) -> None:
+    """Replace what stands between the two marks in `readme` (or append the block)."""
+    begin, end = marks
     content = readme.read_text() if readme.exists() else ""
-    if MARK_BEGIN in content:
-        head, rest = content.split(MARK_BEGIN, 1)
-        tail = rest.split(MARK_END, 1)[1]
-        content = f"{head}{MARK_BEGIN}\n{text}\n{MARK_END}{tail}"
+    if begin in content:
+        head, rest = content.split(begin, 1)
+        content = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
     else:
-        content += f"\n{MARK_BEGIN}\n{text}\n{MARK_END}\n"
+        content += f"\n{begin}\n{text}\n{end}\n"
     readme.write_text(content)
 
 

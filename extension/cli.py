@@ -1,16 +1,17 @@
-"""Command line: the only place that reads os.environ, calls asyncio.run and picks the exit code."""
+"""Command line: the only place that reads os.environ, calls asyncio.run and picks the exit code.
+
+Start-up order matters for the function's cold start: the fast start (standard library only) registers,
+subscribes and sends the first `next` before aiohttp, the SDK and the encoder are imported.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
+import time
 from collections.abc import Sequence
 
-from extension import log
-from extension.app import Launch, run
-from extension.config import Config
-from extension.errors import ConfigError
+from extension import bootstrap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,12 +19,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     name = args[0] if args else os.path.basename(sys.argv[0])
     env = os.environ
+    runtime_api = env.get("AWS_LAMBDA_RUNTIME_API", "")
+    began = time.perf_counter()
+    telemetry, host, port = bootstrap.listen_settings(env)
     try:
-        launch = Launch(name=name, runtime_api=env.get("AWS_LAMBDA_RUNTIME_API", ""), config=Config.from_env(env))
-    except ConfigError as problem:
-        launch = Launch(name=name, runtime_api=env.get("AWS_LAMBDA_RUNTIME_API", ""), config=None, problem=problem)
-    log.configure(launch.config.log_level if launch.config else "info", extension_name=name)
+        started: bootstrap.Started | None = bootstrap.start(runtime_api, name, telemetry=telemetry, host=host,
+                                                            port=port)
+        failure = None
+    except bootstrap.BootstrapError as error:
+        started, failure = None, error
+    next_sent = time.perf_counter()
+    # Everything below may take its time: Lambda already counts this extension as ready.
+    import asyncio
+
+    from extension import log
+    from extension.app import Launch, run
+    from extension.config import Config
+    from extension.errors import ConfigError
+
+    config: Config | None = None
+    problem: ConfigError | None = None
     try:
-        return asyncio.run(run(launch))
+        config = Config.from_env(env)
+    except ConfigError as error:
+        problem = error
+    log.configure(config.log_level if config else "info", extension_name=name)
+    log.get().info("started", fast_start_ms=round((next_sent - began) * 1000, 1),
+                   imports_ms=round((time.perf_counter() - next_sent) * 1000, 1))
+    if started is None:
+        assert failure is not None
+        log.get().error("register_failed", status=failure.status, error=str(failure))
+        return 1
+    try:
+        return asyncio.run(run(Launch(name=name, runtime_api=runtime_api, config=config, problem=problem), started))
     except KeyboardInterrupt:
         return 0

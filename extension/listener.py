@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final
@@ -28,19 +28,14 @@ def make_app(accept: Accept, path: str) -> web.Application:
     return app
 
 
-def secret_path() -> str:
-    """An unguessable path, so only whoever was told the subscribed URI (the platform) can deliver."""
-    return "/" + secrets.token_urlsafe(18)
-
-
 @asynccontextmanager
-async def serve(app: web.Application, *, host: str, port: int) -> AsyncIterator[int]:
-    """Run the listener while the block runs; yields the port actually bound."""
+async def serve(app: web.Application, listener: socket.socket) -> AsyncIterator[None]:
+    """Serve on the socket the fast start bound (connections already queued there are served too)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        yield site.port
+        listener.setblocking(False)
+        await web.SockSite(runner, listener).start()
+        yield
     finally:
         await runner.cleanup()

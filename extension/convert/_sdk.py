@@ -35,8 +35,23 @@ _KINDS: Final[Mapping[Kind, SpanKind]] = {"server": SpanKind.SERVER, "internal":
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 
 
+class _Resource(Resource):
+    """A Resource whose hash is computed once: the OTLP encoder groups spans by resource and hashes it for
+    every span, and the SDK's hash serialises all attributes to JSON each time."""
+
+    def __init__(self, attributes: Attributes) -> None:
+        super().__init__(attributes)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or super().__eq__(other)
+
+
 def make_resource(attributes: Attributes) -> Resource:
-    return Resource(attributes)
+    return _Resource(attributes)
 
 
 def resource_attributes(resource: Resource) -> Attributes:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import aiohttp
 
-from extension.listener import make_app, secret_path, serve
+from extension.bootstrap import bind_listener, secret_path
+from extension.listener import make_app, serve
 
 
 async def test_every_post_is_answered_and_handed_over() -> None:
     received: list[bytes] = []
     path = secret_path()
     bodies = (b"not json", b"[]", b'[{"time": "2024-01-01T00:00:00.000Z", "type": "platform.x"}]')
-    listening = serve(make_app(received.append, path), host="127.0.0.1", port=0)
-    async with listening as port, aiohttp.ClientSession() as client:
+    sock = bind_listener("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    async with serve(make_app(received.append, path), sock), aiohttp.ClientSession() as client:
         for body in bodies:
             async with client.post(f"http://127.0.0.1:{port}{path}", data=body) as response:
                 assert response.status == 200

@@ -1,0 +1,192 @@
+"""Cold start and footprint, side by side with the floor extension and with no extension at all:
+ready time, INIT duration, the first invocation, resident memory, ingest throughput, layer size.
+Run: `make bench-startup`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import statistics
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bench.flush import FLOOR, ROOT, write_readme
+from sandbox.otlp_receiver import OTLPReceiver
+from sandbox.runner import LocalLambda
+from sandbox.settings import FunctionSettings
+
+MARKS = ("<!-- startup-results:begin -->", "<!-- startup-results:end -->")
+
+
+@dataclass(slots=True)
+class Samples:
+    ready_ms: list[float] = field(default_factory=list)
+    init_ms: list[float] = field(default_factory=list)
+    first_response_ms: list[float] = field(default_factory=list)
+    first_post_runtime_ms: list[float] = field(default_factory=list)
+    imports_ms: list[float] = field(default_factory=list)
+    memory_kb: dict[str, tuple[int, int]] = field(default_factory=dict)  # stage -> (VmRSS, VmHWM)
+
+
+def memory_of(pid: int) -> tuple[int, int]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+async def cold_start(layer: Path | None, runtime_dir: Path, work_dir: Path, samples: Samples,
+                     *, footprint: bool) -> None:
+    """One environment: init, the first invocation, and (with `footprint`) 100 more and a 10,000-line one."""
+    lines: list[str] = []
+    async with OTLPReceiver(port=0) as receiver:
+        settings = FunctionSettings(function_dir=ROOT / "examples" / "functions", handler="app.mixed",
+                                    runtime_dir=runtime_dir, layer_dir=layer, timeout_s=30.0,
+                                    env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+        async with LocalLambda(settings, work_dir=work_dir, on_output=lambda s, line: lines.append(line)) as box:
+            assert box.init_record is not None
+            samples.init_ms.append(box.init_record.duration_ms)
+            if box.init_record.extensions:
+                samples.ready_ms.append(box.init_record.extensions[0].ready_ms or 0.0)
+            first = await box.invoke(b'{"action": "succeed"}')
+            samples.first_response_ms.append(first.response_latency_ms or 0.0)
+            samples.first_post_runtime_ms.append(first.post_runtime_extension_ms)
+            agent = box.environment.phase.agents[0] if box.environment.phase.agents else None
+            if footprint and agent is not None and agent.process is not None and agent.process.pid:
+                pid = agent.process.pid
+                samples.memory_kb["after init and 1 invocation"] = memory_of(pid)
+                for _ in range(100):
+                    await box.invoke(b'{"action": "succeed"}')
+                samples.memory_kb["after 100 invocations"] = memory_of(pid)
+                await box.invoke(b'{"action": "chatty", "lines": 10000}')
+                samples.memory_kb["after a 10,000-line invocation"] = memory_of(pid)
+    for line in lines:
+        if '"event": "started"' in line:
+            samples.imports_ms.append(json.loads(line)["imports_ms"])
+
+
+def batch_of(invocations: int, start_index: int) -> bytes:
+    """A Telemetry API batch with start, runtimeDone and report for each of `invocations` invocations."""
+    events = []
+    for number in range(start_index, start_index + invocations):
+        request_id = f"00000000-0000-0000-0000-{number:012d}"
+        events += [
+            {"time": "2024-05-20T16:29:45.008Z", "type": "platform.start", "record": {"requestId": request_id}},
+            {"time": "2024-05-20T16:29:45.019Z", "type": "platform.runtimeDone", "record": {
+                "requestId": request_id, "status": "success", "metrics": {"durationMs": 11.185, "producedBytes": 40},
+                "spans": [{"name": "responseLatency", "start": "2024-05-20T16:29:45.008Z", "durationMs": 2.215},
+                          {"name": "responseDuration", "start": "2024-05-20T16:29:45.010Z", "durationMs": 0.056},
+                          {"name": "runtimeOverhead", "start": "2024-05-20T16:29:45.010Z", "durationMs": 8.686}]}},
+            {"time": "2024-05-20T16:29:45.022Z", "type": "platform.report", "record": {
+                "requestId": request_id, "status": "success", "metrics": {
+                    "durationMs": 11.642, "billedDurationMs": 12, "memorySizeMB": 128, "maxMemoryUsedMB": 67}}},
+        ]
+    return json.dumps(events).encode()
+
+
+async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
+    """Events per second from POST to encoded OTLP bytes (the floor: a listener that only reads the body)."""
+    from extension.bootstrap import bind_listener
+    from extension.buffer import Buffer
+    from extension.convert._sdk import random_ids
+    from extension.convert.resource import lambda_resource
+    from extension.convert.spans import SpanAssembler
+    from extension.export.otlp import encode_request
+    from extension.listener import make_app, serve
+    from extension.pipeline import Pipeline
+
+    assembler = SpanAssembler(resource=lambda_resource(service_name="bench"), function_name="bench", ids=random_ids())
+    pipeline = Pipeline(assembler, Buffer(1_000_000), None)
+    accept = (lambda raw: None) if floor else pipeline.accept
+    bodies = [batch_of(per_batch, n * per_batch) for n in range(batches)]
+    sock = bind_listener("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    async with serve(make_app(accept, "/t"), sock), aiohttp.ClientSession() as client:
+        began = time.perf_counter()
+        for body in bodies:
+            async with client.post(f"http://127.0.0.1:{port}/t", data=body) as response:
+                await response.read()
+        if not floor:
+            spans = pipeline._buffer.drain()  # noqa: SLF001 - the benchmark measures the encoder too
+            encode_request(spans, "http/protobuf", "gzip")
+        elapsed = time.perf_counter() - began
+    return batches * per_batch * 3 / elapsed
+
+
+def layer_sizes(layer: Path) -> tuple[int, int]:
+    unzipped = sum(p.stat().st_size for p in layer.rglob("*") if p.is_file())
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(layer.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(layer))
+    return unzipped, len(buffer.getvalue())
+
+
+def stat(values: list[float]) -> str:
+    if not values:
+        return "-"
+    spread = f" ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else ""
+    return f"{statistics.median(values):.1f}{spread}"
+
+
+def ratio(ours: list[float], floor: list[float]) -> str:
+    return f"{statistics.median(ours) / statistics.median(floor):.2f}x" if ours and floor else "-"
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    runs = {"none": Samples(), "floor": Samples(), "ours": Samples()}
+    layers = {"none": None, "floor": FLOOR, "ours": args.layer.resolve()}
+    for repeat in range(args.repeats):  # interleaved, so that machine noise hits all three alike
+        for name, layer in layers.items():
+            await cold_start(layer, args.runtime_dir.resolve(), args.work_dir.resolve(), runs[name],
+                             footprint=repeat == 0 and name != "none")
+    floor_rate = statistics.median([await ingest(200, 50, floor=True) for _ in range(3)])
+    ours_rate = statistics.median([await ingest(200, 50, floor=False) for _ in range(3)])
+    unzipped, zipped = layer_sizes(args.layer.resolve())
+    none, floor, ours = runs["none"], runs["floor"], runs["ours"]
+    rows = [
+        "| measure | no extension | floor | ours | ours / floor |", "|---|---:|---:|---:|---:|",
+        f"| ready: process start to first `next` (ms) | - | {stat(floor.ready_ms)} | {stat(ours.ready_ms)} "
+        f"| {ratio(ours.ready_ms, floor.ready_ms)} |",
+        f"| INIT duration (ms) | {stat(none.init_ms)} | {stat(floor.init_ms)} | {stat(ours.init_ms)} "
+        f"| {ratio(ours.init_ms, floor.init_ms)} |",
+        f"| first invocation: response latency (ms) | {stat(none.first_response_ms)} "
+        f"| {stat(floor.first_response_ms)} | {stat(ours.first_response_ms)} | "
+        f"{statistics.median(ours.first_response_ms) - statistics.median(floor.first_response_ms):+.1f} ms |",
+        f"| first invocation: post-runtime (ms) | - | {stat(floor.first_post_runtime_ms)} "
+        f"| {stat(ours.first_post_runtime_ms)} | |",
+        f"| imports after the first `next` (ms) | - | - | {stat(ours.imports_ms)} | |",
+    ]
+    for stage, (rss, hwm) in ours.memory_kb.items():
+        floor_rss, floor_hwm = floor.memory_kb.get(stage, (0, 0))
+        rows.append(f"| VmRSS / VmHWM {stage} (MB) | - | {floor_rss / 1024:.1f} / {floor_hwm / 1024:.1f} "
+                    f"| {rss / 1024:.1f} / {hwm / 1024:.1f} | {hwm / max(floor_hwm, 1):.2f}x (HWM) |")
+    rows.append(f"| ingest: events per second, POST to encoded OTLP | - | {floor_rate:,.0f} (read only) "
+                f"| {ours_rate:,.0f} | {ours_rate / floor_rate:.2f}x |")
+    rows.append(f"| layer size, unzipped / zipped (MB) | - | - | {unzipped / 1e6:.1f} / {zipped / 1e6:.1f} | |")
+    text = "\n".join(rows) + f"\n\n{args.repeats} cold starts each, interleaved; median (min-max)."
+    print(text)
+    if args.write:
+        write_readme(text, ROOT / "bench" / "README.md", marks=MARKS)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--layer", type=Path, default=ROOT / "build" / "layer")
+    parser.add_argument("--runtime-dir", type=Path, default=ROOT / ".venv" / "lambda-runtime")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / ".sandbox")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--write", action="store_true", help="put the table into bench/README.md")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    raise SystemExit(main())
