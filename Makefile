@@ -14,6 +14,8 @@ help:
 	@echo "make test       run the test suite"
 	@echo "make sandbox    LAYER=<dir> INVOCATIONS=<n>: run the succeeding sample function with a layer"
 	@echo "make lint       ruff, mypy and the import contracts"
+	@echo "make layer      every layer zip (Python runtime x architecture) in dist/, with their sizes"
+	@echo "make layer-lock re-resolve the layer's wheels into layer/requirements.lock (after a dependency change)"
 
 $(STAMP): pyproject.toml sandbox/runtime-requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +38,14 @@ lint: $(STAMP)
 sandbox: $(STAMP)
 	$(BIN)/python -m sandbox run --layer $(LAYER) --invocations $(INVOCATIONS) \
 		--handler app.succeed --function-dir examples/functions
+
+# Reproducible: the same sources, lock and pinned compilers give the same zip bytes on any machine.
+layer: $(STAMP)
+	rm -rf dist
+	$(BIN)/python layer/build.py --dist dist
+
+layer-lock: $(STAMP)
+	$(BIN)/python layer/build.py --lock
 
 layer-local: $(STAMP)
 	$(BIN)/python layer/build.py --out build/layer
