@@ -18,13 +18,14 @@ from extension.bootstrap import encode_request, parse_response
 # Modules the fast start may add to a bare interpreter (`python -E -S`) before the first `next` is sent:
 # exactly what it needs today. Anything else (dataclasses, typing, asyncio, ssl, http.client, logging,
 # aiohttp, opentelemetry, ...) belongs after it; widen this set only with a measurement in bench/README.md.
-DECLARED = frozenset(
-    "__future__ _collections _collections_abc _functools _json _operator _socket _sre _stat array collections "
-    "collections.abc copyreg encodings.idna enum errno extension extension.bootstrap extension.cli functools "
-    "genericpath itertools json json.decoder json.encoder json.scanner keyword math operator os os.path "
-    "posixpath re re._casefix re._compiler re._constants re._parser reprlib select selectors socket stat "
-    "stringprep types unicodedata".split()
-)
+DECLARED = frozenset({
+    "__future__", "_collections", "_collections_abc", "_functools", "_json", "_operator", "_socket", "_sre",
+    "_stat", "array", "collections", "collections.abc", "copyreg", "encodings.idna", "enum", "errno",
+    "extension", "extension.bootstrap", "extension.cli", "functools", "genericpath", "itertools", "json",
+    "json.decoder", "json.encoder", "json.scanner", "keyword", "math", "operator", "os", "os.path", "posixpath",
+    "re", "re._casefix", "re._compiler", "re._constants", "re._parser", "reprlib", "select", "selectors",
+    "socket", "stat", "stringprep", "types", "unicodedata",
+})
 
 
 def test_request_encoding() -> None:
