@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LAYER ?= build/layer
 INVOCATIONS ?= 5
 
-.PHONY: help venv test lint demo sandbox layer-local bench-flush clean
+.PHONY: help venv test lint demo sandbox layer-local bench-flush bench-startup clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check extension sandbox tests layer examples
+	$(BIN)/ruff check extension sandbox tests layer examples bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -52,6 +52,9 @@ layer-local: $(STAMP)
 
 bench-flush: layer-local
 	$(BIN)/python -m bench.flush --write
+
+bench-startup: layer-local
+	$(BIN)/python -m bench.startup --write
 
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer

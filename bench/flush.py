@@ -11,13 +11,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common import FLOOR, ROOT, parser, write_readme
 from sandbox.otlp_receiver import OTLPReceiver, spans_of
 from sandbox.runner import LocalLambda
 from sandbox.settings import FunctionSettings
 
-ROOT = Path(__file__).resolve().parent.parent
-FLOOR = ROOT / "bench" / "floor"
-MARK_BEGIN, MARK_END = "<!-- flush-results:begin -->", "<!-- flush-results:end -->"
+MARKS = ("<!-- flush-results:begin -->", "<!-- flush-results:end -->")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,8 +87,8 @@ def scenarios(layer: Path) -> list[Scenario]:
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| scenario | post-runtime p50 ms | p95 ms | max ms | vs floor p50 | data latency p50 ms | max ms | lost |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| scenario | post-runtime p50 ms | p95 ms | max ms | vs floor p50 | data latency p50 ms | max ms "
+             "| lost |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     floors = {r.scenario.label.split(",", 1)[1]: r for r in results if r.scenario.flush is None}
     for result in results:
         values = result.post_runtime_ms
@@ -104,18 +103,6 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str, readme: Path, marks: tuple[str, str] = (MARK_BEGIN, MARK_END)) -> None:
-    """Replace what stands between the two marks in `readme` (or append the block)."""
-    begin, end = marks
-    content = readme.read_text() if readme.exists() else ""
-    if begin in content:
-        head, rest = content.split(begin, 1)
-        content = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
-    else:
-        content += f"\n{begin}\n{text}\n{end}\n"
-    readme.write_text(content)
-
-
 async def main_async(args: argparse.Namespace) -> int:
     results = []
     for scenario in scenarios(args.layer.resolve()):
@@ -126,17 +113,12 @@ async def main_async(args: argparse.Namespace) -> int:
     text = table(results)
     print(text)
     if args.write:
-        write_readme(text, ROOT / "bench" / "README.md")
+        write_readme(text, MARKS)
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--layer", type=Path, default=ROOT / "build" / "layer")
-    parser.add_argument("--runtime-dir", type=Path, default=ROOT / ".venv" / "lambda-runtime")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / ".sandbox")
-    parser.add_argument("--write", action="store_true", help="put the table into bench/README.md")
-    return asyncio.run(main_async(parser.parse_args()))
+    return asyncio.run(main_async(parser(__doc__).parse_args()))
 
 
 if __name__ == "__main__":

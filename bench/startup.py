@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.flush import FLOOR, ROOT, write_readme
+from bench.common import FLOOR, ROOT, parser, write_readme
 from sandbox.otlp_receiver import OTLPReceiver
 from sandbox.runner import LocalLambda
 from sandbox.settings import FunctionSettings
@@ -112,7 +112,7 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
             async with client.post(f"http://127.0.0.1:{port}/t", data=body) as response:
                 await response.read()
         if not floor:
-            spans = pipeline._buffer.drain()  # noqa: SLF001 - the benchmark measures the encoder too
+            spans = pipeline._buffer.drain()
             encode_request(spans, "http/protobuf", "gzip")
         elapsed = time.perf_counter() - began
     return batches * per_batch * 3 / elapsed
@@ -173,18 +173,14 @@ async def main_async(args: argparse.Namespace) -> int:
     text = "\n".join(rows) + f"\n\n{args.repeats} cold starts each, interleaved; median (min-max)."
     print(text)
     if args.write:
-        write_readme(text, ROOT / "bench" / "README.md", marks=MARKS)
+        write_readme(text, MARKS)
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--layer", type=Path, default=ROOT / "build" / "layer")
-    parser.add_argument("--runtime-dir", type=Path, default=ROOT / ".venv" / "lambda-runtime")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / ".sandbox")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--write", action="store_true", help="put the table into bench/README.md")
-    return asyncio.run(main_async(parser.parse_args()))
+    arguments = parser(__doc__)
+    arguments.add_argument("--repeats", type=int, default=7)
+    return asyncio.run(main_async(arguments.parse_args()))
 
 
 if __name__ == "__main__":

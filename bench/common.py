@@ -1,0 +1,32 @@
+"""What the benchmarks share: paths, the common command-line options and the README table writer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR = ROOT / "bench" / "floor"
+README = ROOT / "bench" / "README.md"
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes: which layer, which runtime client, where the sandbox works."""
+    found = argparse.ArgumentParser(description=description)
+    found.add_argument("--layer", type=Path, default=ROOT / "build" / "layer")
+    found.add_argument("--runtime-dir", type=Path, default=ROOT / ".venv" / "lambda-runtime")
+    found.add_argument("--work-dir", type=Path, default=ROOT / ".sandbox")
+    found.add_argument("--write", action="store_true", help="put the table into bench/README.md")
+    return found
+
+
+def write_readme(text: str, marks: tuple[str, str], readme: Path = README) -> None:
+    """Replace what stands between the two marks in `readme` (or append the block)."""
+    begin, end = marks
+    content = readme.read_text() if readme.exists() else ""
+    if begin in content:
+        head, rest = content.split(begin, 1)
+        content = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
+    else:
+        content += f"\n{begin}\n{text}\n{end}\n"
+    readme.write_text(content)
