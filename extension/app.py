@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 
@@ -25,6 +26,7 @@ from extension.lambda_api import ExtensionsAPI
 from extension.lifecycle import Timing, run_lifecycle
 from extension.listener import make_app, serve
 from extension.pipeline import Pipeline
+from extension.secrets.settings import SecretSettings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +37,8 @@ class Launch:
     runtime_api: str
     config: Config | None
     problem: ConfigError | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    """The environment, for what is read when used (credentials change after a SnapStart restore)."""
 
 
 async def run(launch: Launch, started: Started) -> int:
@@ -49,7 +53,7 @@ async def run(launch: Launch, started: Started) -> int:
             await _pass_through(api, started)
             return 0
         try:
-            await _run_configured(api, launch.config, started)
+            await _run_configured(api, launch.config, started, launch.env)
         except Exception as error:  # a bug of ours: say so to Lambda, as documented, then leave
             log.get().exception("extension_failed")
             report = api.exit_error if api.initialized else api.init_error
@@ -59,7 +63,7 @@ async def run(launch: Launch, started: Started) -> int:
     return 0
 
 
-async def _run_configured(api: ExtensionsAPI, config: Config, started: Started) -> None:
+async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, env: Mapping[str, str]) -> None:
     function_name = config.function_name or started.function_name
     resource = lambda_resource(service_name=config.service_name, function_name=function_name,
                                function_version=config.function_version, region=config.region,
@@ -74,18 +78,58 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started) 
     elif started.listener is not None and not started.subscribed:
         log.get().warning("telemetry_unavailable", reason="the Telemetry API answered that it is not supported")
     async with make_session() as egress:
-        exporter = OTLPSpanExporter(AiohttpTransport(egress), config.traces) if config.traces.enabled else None
-        pipeline = Pipeline(assembler, Buffer(config.buffer_max_spans), exporter)
-        flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
-        if started.listener is None or not started.subscribed:
+        headers = dict(config.traces.headers)  # the secret's headers are merged in, and refreshed, in place
+        secret = config.headers_secret if config.traces.enabled else None
+        subscribed = started.listener is not None and started.subscribed
+        if not subscribed or (secret is not None and not await _fetch_headers(secret, egress, env, headers)):
             shutdown = await _pass_through(api, started)
         else:
+            traces = replace(config.traces, headers=headers)
+            exporter = OTLPSpanExporter(AiohttpTransport(egress), traces) if traces.enabled else None
+            pipeline = Pipeline(assembler, Buffer(config.buffer_max_spans), exporter)
+            flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
+            assert started.listener is not None
             async with serve(make_app(pipeline.accept, started.listener_path), started.listener), \
                     asyncio.TaskGroup() as tasks:
                 flusher.attach(tasks.create_task(flusher.run(), name="background-flush"))
+                refresh = None
+                if secret is not None and secret.refresh_s:
+                    refresh = tasks.create_task(_refresh_headers(secret, egress, env, headers, secret.refresh_s),
+                                                name="refresh-headers")
                 shutdown = await run_lifecycle(api, pipeline, flusher, timing=timing, telemetry=True)
                 await flusher.stop_background()
+                if refresh is not None:
+                    refresh.cancel()
     log.get().info("shutdown", reason=shutdown.shutdown_reason)
+
+
+async def _fetch_headers(secret: SecretSettings, session: aiohttp.ClientSession, env: Mapping[str, str],
+                         headers: dict[str, str]) -> bool:
+    """Merge the secret's headers into `headers`; False (reported once, with the AWS error code) if it failed."""
+    from extension.secrets.resolve import resolve_headers  # only functions that keep a secret pay for it
+
+    result = await resolve_headers(secret, session, env=env)
+    if not result.ok:
+        log.get().error("headers_secret_failed", mode="pass_through", **result.log_fields())
+        return False
+    headers.update(result.headers)
+    log.get().info("headers_secret_read", **result.log_fields())
+    return True
+
+
+async def _refresh_headers(secret: SecretSettings, session: aiohttp.ClientSession, env: Mapping[str, str],
+                           headers: dict[str, str], every_s: int) -> None:
+    """Fetch again every `every_s` (time spent frozen counts): a rotated key reaches the exporter; on failure
+    the last good headers stay."""
+    from extension.secrets.resolve import resolve_headers
+
+    while True:
+        await asyncio.sleep(every_s)
+        result = await resolve_headers(secret, session, env=env)
+        if result.ok:
+            headers.update(result.headers)
+        else:
+            log.get().warning("headers_secret_refresh_failed", kept="previous", **result.log_fields())
 
 
 async def _pass_through(api: ExtensionsAPI, started: Started) -> Shutdown:

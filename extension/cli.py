@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.get().error("register_failed", status=failure.status, error=str(failure))
         return 1
     try:
-        return asyncio.run(run(Launch(name=name, runtime_api=runtime_api, config=config, problem=problem), started))
+        launch = Launch(name=name, runtime_api=runtime_api, config=config, problem=problem, env=env)
+        return asyncio.run(run(launch, started))
     except KeyboardInterrupt:
         return 0

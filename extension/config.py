@@ -27,6 +27,7 @@ wins over the general one.
 | OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS       | unset (deadline)      | integer >= 1: longest wait for runtimeDone    |
 | OTEL_LAMBDA_LISTENER_PORT                 | 0 (any free)          | integer 0-65535, the telemetry listener's port |
 | OTEL_LAMBDA_FLUSH                         | adaptive              | end, periodic,<ms>, continuous,<ms>, adaptive |
+| OTEL_LAMBDA_HEADERS_*                     | unset                 | headers kept in a secret: secrets/settings.py |
 
 service.name: OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else the function
 name, else `unknown_service`. Per-signal headers are merged over the general ones, names lowercased.
@@ -46,6 +47,7 @@ from urllib.parse import unquote, urlsplit
 
 from extension.errors import ConfigError
 from extension.flush import FlushSetting
+from extension.secrets.settings import SecretSettings
 
 OTLPProtocol = Literal["http/protobuf", "http/json"]
 Compression = Literal["gzip", "none"]
@@ -108,6 +110,8 @@ class Config:
     runtime_done_timeout_ms: int | None = None
     listener_port: int = 0
     flush: FlushSetting = field(default_factory=FlushSetting)
+    headers_secret: SecretSettings | None = None
+    """Where OTLP headers come from when they are kept in Secrets Manager or SSM (extension.secrets.settings)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -144,10 +148,19 @@ class Config:
             runtime_done_timeout_ms=read.integer("OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS", None, minimum=1),
             listener_port=read.integer("OTEL_LAMBDA_LISTENER_PORT", 0, minimum=0, maximum=65535),
             flush=_flush_setting(read),
+            headers_secret=_headers_secret(env, read),
         )
         if read.problems:
             raise ConfigError(read.problems)
         return config
+
+
+def _headers_secret(env: Mapping[str, str], read: _Reader) -> SecretSettings | None:
+    try:
+        return SecretSettings.from_env(env)
+    except ConfigError as error:
+        read.problems.extend(error.problems)
+        return None
 
 
 def _flush_setting(read: _Reader) -> FlushSetting:

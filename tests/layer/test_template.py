@@ -90,8 +90,9 @@ def test_each_layer_publishes_the_zip_that_the_build_names(layer_build: ModuleTy
 
 def test_the_example_function_is_configured_through_environment_variables_only() -> None:
     function = sam_template()["Resources"]["ExampleFunction"]["Properties"]
-    assert set(function["Environment"]["Variables"]) <= {"OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER",
-                                                         "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS"}
+    assert set(function["Environment"]["Variables"]) <= {
+        "OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_LAMBDA_HEADERS_SECRET_ARN", "OTEL_LAMBDA_HEADERS_PARAMETER"}
     assert sam_template()["Parameters"]["OtlpHeaders"]["NoEcho"] is True
 
 
@@ -101,9 +102,23 @@ def test_iam_is_least_privilege() -> None:
     assert list(roles) == ["ExampleRole"]
     [role] = roles.values()
     assert "ManagedPolicyArns" not in role["Properties"]
-    statements = [s for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
-    assert statements == [{"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                           "Resource": {"Fn::GetAtt": ["ExampleLogGroup", "Arn"]}}]
+    always, when = [], {}
+    for policy in role["Properties"]["Policies"]:
+        if "Fn::If" in policy:  # granted only when the matching parameter is set
+            condition, granted, otherwise = policy["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+            when[condition] = granted["PolicyDocument"]["Statement"]
+        else:
+            always += policy["PolicyDocument"]["Statement"]
+    assert always == [{"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                       "Resource": {"Fn::GetAtt": ["ExampleLogGroup", "Arn"]}}]
+    assert when["HasHeadersSecret"] == [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                                         "Resource": {"Ref": "HeadersSecretArn"}}]
+    assert when["HasHeadersParameter"] == [{"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${HeadersParameterName}"}}]
+    [decrypt] = when["HasHeadersKey"]
+    assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"] == {"Ref": "HeadersKmsKeyArn"}
+    assert set(decrypt["Condition"]["StringEquals"]) == {"kms:ViaService"}
     assert "*" not in json.dumps(translated["Resources"])
 
 

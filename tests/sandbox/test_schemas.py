@@ -52,8 +52,9 @@ async def test_generated_events_match_the_documented_examples(make_settings: Set
                                                               work_dir: Path) -> None:
     log = tmp_path / "ext.jsonl"
     settings = make_settings(layer_dir=MINIMAL_LAYER, timeout_s=10.0, env={
-        "TEST_EXT_LOG": str(log), "TEST_EXT_SUBSCRIBE": "platform,function", "TEST_EXT_SHUTDOWN_MS": "300",
-        "TEST_EXT_BUFFERING": json.dumps({"timeoutMs": 25}), "TEST_EXT_LISTENER_DELAY_MS": "150"})
+        "TEST_EXT_LOG": str(log), "TEST_EXT_SUBSCRIBE": "platform,function",
+        "TEST_EXT_BUFFERING": json.dumps({"timeoutMs": 25}), "TEST_EXT_LISTENER_DELAY_MS": "100",
+        "TEST_EXT_SHUTDOWN_MS": "1500"})
     async with LocalLambda(settings, work_dir=work_dir, on_output=lambda source, line: None) as sandbox:
         await sandbox.invoke(b'{"lines": 3000}',
                              trace_header="Root=1-62e900b2-710d76f009d6e7785905449a;Parent=0efbd19962d95b05;Sampled=1")
