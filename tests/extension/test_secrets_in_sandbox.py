@@ -25,7 +25,7 @@ def aws() -> Iterator[tuple[str, str]]:
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     client = boto3.client("secretsmanager", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106 - a local fake
+                          aws_access_key_id="test", aws_secret_access_key="test")
     arn = client.create_secret(Name="otel/collector", SecretString=f"x-api-key={API_KEY}")["ARN"]
     try:
         yield url, arn
