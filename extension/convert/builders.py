@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -24,6 +24,11 @@ from extension.events import (
 )
 
 Scalar = str | bool | int | float
+
+# Far beyond any real phase (Lambda's longest timeout is 15 minutes), yet an end time that still fits
+# OTLP's fixed64: a garbled durationMs must neither overflow nor produce a span that cannot be encoded.
+_MAX_DURATION_MS: Final = 366 * 24 * 3600 * 1000.0
+_INT64: Final = range(-(2**63), 2**63)
 
 
 class IdGenerator(Protocol):
@@ -180,7 +185,9 @@ class SpanBuilder:
 
 
 def _after(start_unix_nano: int, duration_ms: float) -> int:
-    return start_unix_nano + round(duration_ms * 1_000_000)
+    """The end time; a negative, non-finite or absurd duration is clamped, never ends before the start."""
+    clamped = min(max(duration_ms, 0.0), _MAX_DURATION_MS) if duration_ms == duration_ms else 0.0  # NaN: 0
+    return start_unix_nano + round(clamped * 1_000_000)
 
 
 def _error(outcome: PlatformRuntimeDone | PlatformReport | PlatformInitRuntimeDone | PlatformInitReport) -> str | None:
@@ -189,4 +196,6 @@ def _error(outcome: PlatformRuntimeDone | PlatformReport | PlatformInitRuntimeDo
 
 
 def _present(attributes: Mapping[str, Scalar | None]) -> dict[str, Scalar]:
-    return {key: value for key, value in attributes.items() if value is not None}
+    """The attributes that have a value OTLP can hold: an int beyond int64 is garbled input, left out."""
+    return {key: value for key, value in attributes.items()
+            if value is not None and not (isinstance(value, int) and value not in _INT64)}
