@@ -19,11 +19,17 @@ from extension.export.otlp import ExportResult
 from extension.wire import parse_batch
 
 MAX_SPANS_PER_EXPORT: Final = 512
+# Drops come in floods (a collector down for minutes, a burst of invocations): one line says enough.
+DROP_LOG_INTERVAL_S: Final = 10.0
+# A circuit that stays open refuses every flush without a request; one line per interval says so.
+REFUSAL_LOG_INTERVAL_S: Final = 10.0
 _REMEMBERED_DONE: Final = 256
 
 
 class SpanExporter(Protocol):
     async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult: ...
+    def closing(self) -> None:
+        """The next flush is the last (SHUTDOWN): spans left in the buffer after it are lost."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +37,23 @@ class FlushOutcome:
     exported: int
     failed: int
     left: int
+    attempts: int = 0  # export requests sent, retries included
+
+
+class _Every:
+    """Says yes at most once per `interval_s` (clock readings passed in), counting the noes in between."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._last: float | None = None
+        self.suppressed = 0
+
+    def ready(self, now: float, *, force: bool = False) -> bool:
+        if force or self._last is None or now - self._last >= self._interval_s:
+            self._last = now
+            return True
+        self.suppressed += 1
+        return False
 
 
 class Pipeline:
@@ -47,6 +70,9 @@ class Pipeline:
         self._changed = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._reported_drops = 0
+        self._drop_lines = _Every(DROP_LOG_INTERVAL_S)
+        self._refusal_lines = _Every(REFUSAL_LOG_INTERVAL_S)
+        self._closing = False
         self.batches = 0
         self.rejected = 0
 
@@ -82,7 +108,12 @@ class Pipeline:
             await self._changed.wait()
 
     def drain_orphans(self) -> None:
+        """At SHUTDOWN (the lifecycle calls it once, right before the last flush): no telemetry comes any
+        more, so emit what the assembler still holds, and tell the exporter that its next flush is the last."""
         self._buffer.extend(self._assembler.drain_orphans())
+        self._closing = True
+        if self._exporter is not None:
+            self._exporter.closing()
 
     async def flush(self, *, deadline: float) -> FlushOutcome:
         """Export what the buffer holds, in requests of bounded size, until done or out of time.
@@ -90,8 +121,9 @@ class Pipeline:
         A failed request goes back to the front of the buffer and leaves with the next flush.
         """
         async with self._flush_lock:
-            started, exported, failed = self._clock(), 0, 0
+            started, exported, failed, attempts = self._clock(), 0, 0, 0
             result: ExportResult | None = None
+            partial = _Partial()
             while self._buffer and self._exporter is not None:
                 spans = self._buffer.drain(MAX_SPANS_PER_EXPORT)
                 try:
@@ -99,6 +131,7 @@ class Pipeline:
                 except asyncio.CancelledError:  # out of time: the outcome is unknown, so they are sent again
                     self._buffer.requeue_front(spans)
                     raise
+                attempts += result.attempts
                 if not result.ok:
                     failed = len(spans)
                     if result.retryable:  # back to the front: they leave first with the next flush
@@ -107,9 +140,11 @@ class Pipeline:
                         self.rejected += len(spans)
                     break
                 exported += len(spans)
-                self.rejected += result.rejected
-            self._log(exported, failed, result, started)
-            return FlushOutcome(exported=exported, failed=failed, left=len(self._buffer))
+                self.rejected += result.rejected + result.unencodable
+                partial.add(result)
+            self._log(_Flushed(exported=exported, failed=failed, attempts=attempts, partial=partial), result,
+                      started)
+            return FlushOutcome(exported=exported, failed=failed, left=len(self._buffer), attempts=attempts)
 
     def _mark_done(self, request_id: str) -> None:
         self._done[request_id] = None
@@ -119,17 +154,59 @@ class Pipeline:
         if waiting is not None:
             waiting.set()
 
-    def _log(self, exported: int, failed: int, result: ExportResult | None, started: float) -> None:
-        dropped = self._buffer.dropped - self._reported_drops
-        self._reported_drops = self._buffer.dropped
-        if result is None and not dropped:
+    def _log(self, flushed: _Flushed, result: ExportResult | None, started: float) -> None:
+        """One line per flush that did something, and one about drops at most every DROP_LOG_INTERVAL_S."""
+        now = self._clock()
+        self._log_drops(now)
+        if result is None:
             return
         stats = self._assembler.stats
-        fields = {"spans": exported, "failed": failed, "buffered": len(self._buffer), "dropped": dropped,
+        fields = {"spans": flushed.exported, "failed": flushed.failed, "attempts": flushed.attempts,
+                  "buffered": len(self._buffer), "dropped_total": self._buffer.dropped,
                   "rejected_total": self.rejected, "malformed_total": stats.malformed,
-                  "duration_ms": round((self._clock() - started) * 1000, 3)}
-        if result is not None and not result.ok:
+                  "duration_ms": round((now - started) * 1000, 3)}
+        if not result.ok:
+            if flushed.attempts == 0 and flushed.exported == 0:  # refused before any request: say so rarely
+                if not self._refusal_lines.ready(now, force=self._closing):
+                    return
+                fields["suppressed"], self._refusal_lines.suppressed = self._refusal_lines.suppressed, 0
             log.get().warning("export_failed", status=result.status, error=result.error,
                               retryable=result.retryable, **fields)
+        elif flushed.partial.rejected or flushed.partial.unencodable:
+            log.get().warning("export_partially_rejected", rejected=flushed.partial.rejected,
+                              unencodable=flushed.partial.unencodable, message=flushed.partial.message, **fields)
         else:
             log.get().info("flushed", **fields)
+
+    def _log_drops(self, now: float) -> None:
+        dropped = self._buffer.dropped - self._reported_drops
+        if not dropped or not self._drop_lines.ready(now, force=self._closing):
+            return
+        self._reported_drops = self._buffer.dropped
+        log.get().warning("spans_dropped", dropped=dropped, dropped_total=self._buffer.dropped,
+                          max_spans=self._buffer.max_items, max_bytes=self._buffer.max_bytes,
+                          buffered=len(self._buffer))
+
+
+@dataclass(slots=True)
+class _Partial:
+    """What the endpoint refused of the requests it accepted in one flush (OTLP partial success), and what
+    could not be encoded to be sent at all."""
+
+    rejected: int = 0
+    unencodable: int = 0
+    message: str | None = None
+
+    def add(self, result: ExportResult) -> None:
+        self.unencodable += result.unencodable
+        if result.rejected:
+            self.rejected += result.rejected
+            self.message = result.message or self.message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Flushed:
+    exported: int
+    failed: int
+    attempts: int
+    partial: _Partial

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import re
 import time
@@ -23,10 +24,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from extension import __version__
 from extension.config import Compression, OTLPProtocol, SignalExport
 from extension.errors import TransportError
+from extension.export.retry import RETRYABLE_STATUS
 from extension.export.transport import Response, Transport
 
 USER_AGENT: Final = f"lambda-otel-extension/{__version__}"
-RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 # zlib levels 1-3 use its fast deflate: on a 1,000-span batch level 3 took half the CPU of level 6 for
 # about 3% more bytes (random trace and span ids do not compress at any level). A small function gets a
 # sliver of a vCPU, billed while we compress; the bytes are cheap.
@@ -40,6 +41,8 @@ _ID_KEYS: Final = ("traceId", "spanId", "parentSpanId")
 _MAX_DETAIL_CHARS: Final = 200
 # Shorter header values are no credentials, and redacting them would mangle ordinary words.
 _MIN_SECRET_CHARS: Final = 8
+# What the protobuf encoder raises for a value its field cannot hold (a fixed64 time before 1970 or after 2554).
+_UNENCODABLE: Final = (ValueError, TypeError, OverflowError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +59,13 @@ class ExportResult:
     rejected: int = 0  # spans the endpoint refused in an accepted request (OTLP partial success)
     message: str | None = None  # the endpoint's partial-success message
     retry_after: str | None = None  # the raw Retry-After header of a refused request, for the retry policy
+    attempts: int = 1  # requests sent for this export, retries included; 0 when none could be sent
+    unencodable: int = 0  # spans left out because OTLP cannot hold their values (counted, never sent)
+    timed_out: bool = False  # no answer within the timeout: the collector may be hanging
+
+    @property
+    def retries(self) -> int:
+        return max(0, self.attempts - 1)
 
 
 def encode_request(
@@ -113,10 +123,21 @@ class OTLPSpanExporter:
         """Send `spans` in one request that ends by `deadline` (a clock() time; None: the signal's timeout)."""
         started = self._clock()
         if not spans:
-            return ExportResult(ok=True, items=0, duration_s=0.0)
+            return ExportResult(ok=True, items=0, duration_s=0.0, attempts=0)
         if self._time_left_s(deadline) <= 0:  # before encoding, which costs CPU for nothing then
             return self._unsent(spans, started)
-        body, content_headers = encode_request(spans, self._signal.protocol, self._signal.compression)
+        count = len(spans)
+        try:
+            body, content_headers = encode_request(spans, self._signal.protocol, self._signal.compression)
+        except _UNENCODABLE:
+            # One span made of garbled telemetry must neither take its batch down with it nor raise out of the
+            # flush (which would end the extension): leave out what cannot be encoded, send the rest.
+            spans = [span for span in spans if _encodes(span)]
+            if not spans:
+                return ExportResult(ok=False, items=count, duration_s=self._clock() - started, attempts=0,
+                                    error=f"{count} spans could not be encoded", unencodable=count)
+            body, content_headers = encode_request(spans, self._signal.protocol, self._signal.compression)
+        unencodable = count - len(spans)
         timeout_s = self._time_left_s(deadline)
         if timeout_s <= 0:
             return self._unsent(spans, started)
@@ -126,19 +147,26 @@ class OTLPSpanExporter:
         except TransportError as exc:
             return ExportResult(
                 ok=False,
-                items=len(spans),
+                items=count,
                 duration_s=self._clock() - started,
                 error=_redact(str(exc), self._signal.headers.values()),
                 retryable=True,
                 sent_bytes=len(body),
+                # The transport maps a timeout to TransportError from the TimeoutError it caught.
+                timed_out=isinstance(exc.__cause__, TimeoutError),
+                unencodable=unencodable,
             )
-        return read_response(
+        result = read_response(
             response,
-            items=len(spans),
+            items=count,
             sent_bytes=len(body),
             duration_s=self._clock() - started,
             secrets=self._signal.headers.values(),
         )
+        return dataclasses.replace(result, unencodable=unencodable) if unencodable else result
+
+    def closing(self) -> None:
+        """The last flush comes next; one request per export either way, so nothing changes."""
 
     def _time_left_s(self, deadline: float | None) -> float:
         if deadline is None:
@@ -152,7 +180,16 @@ class OTLPSpanExporter:
             duration_s=self._clock() - started,
             error="deadline passed before sending",
             retryable=True,
+            attempts=0,
         )
+
+
+def _encodes(span: ReadableSpan) -> bool:
+    try:
+        encode_spans([span])
+    except _UNENCODABLE:
+        return False
+    return True
 
 
 def _otlp_json(request: ExportTraceServiceRequest) -> dict[str, Any]:

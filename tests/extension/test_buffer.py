@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from extension.buffer import Buffer
+from extension.convert._sdk import make_resource, make_span
+from extension.export.size import estimate_span_bytes
 
 
 def test_fifo_order_and_drain_all() -> None:
@@ -61,3 +66,50 @@ def test_requeue_stays_bounded_dropping_the_oldest_requeued() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Buffer[int](0)
+
+
+def test_a_byte_bound_drops_the_oldest_until_it_holds() -> None:
+    buffer: Buffer[str] = Buffer(100, max_bytes=10, size_of=len)
+    buffer.extend(["aaaa", "bbbb", "cc"])
+    buffer.append("dddd")
+
+    assert buffer.size_bytes == 10 and buffer.dropped == 1
+    assert buffer.drain() == ["bbbb", "cc", "dddd"] and buffer.size_bytes == 0
+
+
+def test_the_newest_item_is_kept_even_when_it_alone_is_too_large() -> None:
+    buffer: Buffer[str] = Buffer(100, max_bytes=10, size_of=len)
+    buffer.extend(["aa", "x" * 50])
+
+    assert buffer.drain() == ["x" * 50] and buffer.dropped == 1
+
+
+def test_requeue_under_a_byte_bound_drops_the_oldest_requeued() -> None:
+    buffer: Buffer[str] = Buffer(100, max_bytes=12, size_of=len)
+    buffer.extend(["new1", "new2"])
+
+    buffer.requeue_front(["old1", "old2", "old3"])
+
+    assert buffer.drain() == ["old3", "new1", "new2"] and buffer.dropped == 2
+
+
+def test_a_byte_bound_needs_a_size() -> None:
+    with pytest.raises(ValueError, match="size_of"):
+        Buffer[str](10, max_bytes=100)
+
+
+def test_the_span_size_estimate_is_close_to_the_encoded_size() -> None:
+    resource = make_resource({"service.name": "my-fn"})
+    cases: list[tuple[dict[str, Any], str | None]] = [
+        ({}, None),
+        ({"faas.invocation_id": "6d68ca91-49c9-448d-89b8-7ca3e6dc66aa", "faas.coldstart": True,
+          "aws.lambda.invoked_arn": "arn:aws:lambda:us-east-1:123456789012:function:my-fn"}, "Runtime.ExitError"),
+        ({"big": "x" * 10_000, "list": ["a", "bb", "ccc"], "n": 128, "f": 0.5}, None),
+    ]
+    for attributes, error in cases:
+        span = make_span(name="my-fn", kind="server", trace_id=1 << 100, span_id=1 << 60, parent_span_id=1 << 61,
+                         parent_is_remote=True, start_unix_nano=1_736_208_000_000_000_000,
+                         end_unix_nano=1_736_208_000_100_000_000, attributes=attributes, error=error,
+                         resource=resource)
+        encoded = encode_spans([span]).resource_spans[0].scope_spans[0].spans[0].ByteSize()
+        assert 0.5 * encoded <= estimate_span_bytes(span) <= 2 * encoded, (attributes, encoded)
