@@ -6,9 +6,21 @@ encoders unchanged. Nothing here reads the environment: Resource.create() would,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -18,6 +30,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from opentelemetry.util.types import AttributeValue
 
 from extension import __version__
+from extension.convert.metrics import GaugePoint, MetricPoint, SumPoint
 
 Attributes = Mapping[str, AttributeValue]
 Kind = Literal["server", "internal"]
@@ -93,3 +106,30 @@ def make_span(
 def random_ids() -> RandomIdGenerator:
     """The SDK's generator of random trace and span ids (it fits convert.builders.IdGenerator)."""
     return RandomIdGenerator()
+
+
+def make_metrics_data(resource: Resource, points: Sequence[MetricPoint], *, cumulative: bool,
+                      start_unix_nano: int, time_unix_nano: int) -> MetricsData:
+    """One export's worth of metrics; sums and histograms carry the window [start, time]."""
+    temporality = AggregationTemporality.CUMULATIVE if cumulative else AggregationTemporality.DELTA
+    metrics = [_metric(point, temporality, start_unix_nano, time_unix_nano) for point in points]
+    return MetricsData(resource_metrics=[ResourceMetrics(
+        resource=resource, scope_metrics=[ScopeMetrics(scope=_SCOPE, metrics=metrics, schema_url="")],
+        schema_url="")])
+
+
+def _metric(point: MetricPoint, temporality: AggregationTemporality, start: int, now: int) -> Metric:
+    data: Sum | Gauge | Histogram
+    if isinstance(point, SumPoint):
+        data = Sum(data_points=[NumberDataPoint(attributes=None, start_time_unix_nano=start, time_unix_nano=now,
+                                                value=point.value)],
+                   aggregation_temporality=temporality, is_monotonic=point.monotonic)
+    elif isinstance(point, GaugePoint):
+        data = Gauge(data_points=[NumberDataPoint(attributes=None, start_time_unix_nano=start, time_unix_nano=now,
+                                                  value=point.value)])
+    else:
+        data = Histogram(data_points=[HistogramDataPoint(
+            attributes=None, start_time_unix_nano=start, time_unix_nano=now, count=point.count, sum=point.sum,
+            bucket_counts=list(point.counts), explicit_bounds=list(point.bounds), min=point.min, max=point.max)],
+            aggregation_temporality=temporality)
+    return Metric(name=point.name, description=point.description, unit=point.unit, data=data)
