@@ -96,7 +96,7 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
     from extension.convert._sdk import random_ids
     from extension.convert.resource import lambda_resource
     from extension.convert.spans import SpanAssembler
-    from extension.export.otlp import encode_request
+    from extension.export.otlp import TRACES, encode_request
     from extension.listener import make_app, serve
     from extension.pipeline import Pipeline
 
@@ -113,7 +113,7 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
                 await response.read()
         if not floor:
             spans = pipeline._buffer.drain()
-            encode_request(spans, "http/protobuf", "gzip")
+            encode_request(spans, "http/protobuf", "gzip", TRACES)
         elapsed = time.perf_counter() - began
     return batches * per_batch * 3 / elapsed
 

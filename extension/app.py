@@ -18,7 +18,7 @@ from extension.convert.resource import lambda_resource
 from extension.convert.spans import SpanAssembler
 from extension.errors import ConfigError, LambdaAPIError
 from extension.events import Shutdown
-from extension.export.otlp import OTLPSpanExporter
+from extension.export.otlp import TRACES, OTLPExporter
 from extension.export.transport import AiohttpTransport, make_session
 from extension.flush import FlushPolicy
 from extension.flusher import Flusher
@@ -85,7 +85,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
             shutdown = await _pass_through(api, started)
         else:
             traces = replace(config.traces, headers=headers)
-            exporter = OTLPSpanExporter(AiohttpTransport(egress), traces) if traces.enabled else None
+            exporter = OTLPExporter(AiohttpTransport(egress), traces, TRACES) if traces.enabled else None
             pipeline = Pipeline(assembler, Buffer(config.buffer_max_spans), exporter)
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
             assert started.listener is not None

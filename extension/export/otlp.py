@@ -1,4 +1,8 @@
-"""OTLP/HTTP span export: a pure request encoder, a pure response reader, and the exporter between them."""
+"""OTLP/HTTP export of any signal: a pure request encoder, a pure response reader, and the exporter between them.
+
+What differs between traces, logs and metrics is held by a `Codec`: how items become an export request,
+which message the answer is, and which field of its partial success counts the rejected items.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,22 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import orjson
 from google.protobuf import json_format  # type: ignore[import-untyped]
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError, Message  # type: ignore[import-untyped]
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 
 from extension import __version__
@@ -37,12 +47,41 @@ _CONTENT_TYPES: Final[Mapping[OTLPProtocol, str]] = {
     "http/protobuf": "application/x-protobuf",
     "http/json": "application/json",
 }
-_ID_KEYS: Final = ("traceId", "spanId", "parentSpanId")
+_ID_KEYS: Final = frozenset({"traceId", "spanId", "parentSpanId"})
 _MAX_DETAIL_CHARS: Final = 200
 # Shorter header values are no credentials, and redacting them would mangle ordinary words.
 _MIN_SECRET_CHARS: Final = 8
 # What the protobuf encoder raises for a value its field cannot hold (a fixed64 time before 1970 or after 2554).
 _UNENCODABLE: Final = (ValueError, TypeError, OverflowError)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Codec(Generic[T]):
+    """One signal's shape on the wire."""
+
+    signal: str  # traces, logs, metrics: for messages
+    encode: Callable[[Sequence[T]], Message]  # items to an Export<Signal>ServiceRequest
+    response: Callable[[], Message]  # a new, empty Export<Signal>ServiceResponse
+    rejected_field: str  # the partial success's count of refused items
+
+
+def _encode_metrics(windows: Sequence[MetricsData]) -> ExportMetricsServiceRequest:
+    """Metrics are exported as whole collection windows; windows that failed before go out with the next."""
+    request = ExportMetricsServiceRequest()
+    for window in windows:
+        request.resource_metrics.extend(encode_metrics(window).resource_metrics)
+    return request
+
+
+TRACES: Final[Codec[ReadableSpan]] = Codec(signal="traces", encode=encode_spans,
+                                           response=ExportTraceServiceResponse, rejected_field="rejected_spans")
+LOGS: Final[Codec[ReadableLogRecord]] = Codec(signal="logs", encode=encode_logs, response=ExportLogsServiceResponse,
+                                              rejected_field="rejected_log_records")
+METRICS: Final[Codec[MetricsData]] = Codec(signal="metrics", encode=_encode_metrics,
+                                           response=ExportMetricsServiceResponse,
+                                           rejected_field="rejected_data_points")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,17 +89,17 @@ class ExportResult:
     """The outcome of one OTLP request: what the caller logs, and what its retry policy reads."""
 
     ok: bool  # the endpoint accepted the request (2xx), perhaps only in part: see `rejected`
-    items: int  # spans in the request
+    items: int  # spans, log records or metric windows in the request
     duration_s: float
     status: int | None = None  # the HTTP status; None when no answer came back or nothing was sent
     error: str | None = None  # why it failed; never holds a header value
     retryable: bool = False  # the same request may succeed later
     sent_bytes: int = 0  # the request body as sent (compressed); 0 when nothing was sent
-    rejected: int = 0  # spans the endpoint refused in an accepted request (OTLP partial success)
+    rejected: int = 0  # items the endpoint refused in an accepted request (OTLP partial success)
     message: str | None = None  # the endpoint's partial-success message
     retry_after: str | None = None  # the raw Retry-After header of a refused request, for the retry policy
     attempts: int = 1  # requests sent for this export, retries included; 0 when none could be sent
-    unencodable: int = 0  # spans left out because OTLP cannot hold their values (counted, never sent)
+    unencodable: int = 0  # items left out because OTLP cannot hold their values (counted, never sent)
     timed_out: bool = False  # no answer within the timeout: the collector may be hanging
 
     @property
@@ -69,25 +108,26 @@ class ExportResult:
 
 
 def encode_request(
-    spans: Sequence[ReadableSpan], protocol: OTLPProtocol, compression: Compression
+    items: Sequence[T], protocol: OTLPProtocol, compression: Compression, codec: Codec[T]
 ) -> tuple[bytes, dict[str, str]]:
-    """The body and content headers of an OTLP/HTTP traces request."""
-    request = encode_spans(spans)
+    """The body and content headers of an OTLP/HTTP request."""
+    request = codec.encode(items)
     body = orjson.dumps(_otlp_json(request)) if protocol == "http/json" else request.SerializeToString()
     headers = {"content-type": _CONTENT_TYPES[protocol]}
     if compression == "gzip":
-        body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)  # mtime=0: same spans, same bytes
+        body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)  # mtime=0: same items, same bytes
         headers["content-encoding"] = "gzip"
     return body, headers
 
 
 def read_response(
-    response: Response, *, items: int, sent_bytes: int, duration_s: float, secrets: Iterable[str] = ()
+    response: Response, *, items: int, sent_bytes: int, duration_s: float, secrets: Iterable[str] = (),
+    codec: Codec[Any] = TRACES,
 ) -> ExportResult:
     """The result an HTTP answer means; `secrets` (header values) are scrubbed from any text it quotes."""
     secrets = tuple(secrets)
     if 200 <= response.status < 300:
-        rejected, message = _partial_success(response)
+        rejected, message = _partial_success(response, codec)
         return ExportResult(
             ok=True,
             items=items,
@@ -109,38 +149,39 @@ def read_response(
     )
 
 
-class OTLPSpanExporter:
-    """Sends spans to one OTLP/HTTP traces endpoint: one request per export(), no retries, no logging."""
+class OTLPExporter(Generic[T]):
+    """Sends items of one signal to its OTLP/HTTP endpoint: one request per export(), no retries, no logging."""
 
-    def __init__(
-        self, transport: Transport, signal: SignalExport, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, transport: Transport, signal: SignalExport, codec: Codec[T], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._transport = transport
         self._signal = signal
+        self._codec = codec
         self._clock = clock
 
-    async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult:
-        """Send `spans` in one request that ends by `deadline` (a clock() time; None: the signal's timeout)."""
+    async def export(self, items: Sequence[T], *, deadline: float | None) -> ExportResult:
+        """Send `items` in one request that ends by `deadline` (a clock() time; None: the signal's timeout)."""
         started = self._clock()
-        if not spans:
+        if not items:
             return ExportResult(ok=True, items=0, duration_s=0.0, attempts=0)
         if self._time_left_s(deadline) <= 0:  # before encoding, which costs CPU for nothing then
-            return self._unsent(spans, started)
-        count = len(spans)
+            return self._unsent(items, started)
+        count = len(items)
         try:
-            body, content_headers = encode_request(spans, self._signal.protocol, self._signal.compression)
+            body, content_headers = self._encode(items)
         except _UNENCODABLE:
-            # One span made of garbled telemetry must neither take its batch down with it nor raise out of the
+            # One item made of garbled telemetry must neither take its batch down with it nor raise out of the
             # flush (which would end the extension): leave out what cannot be encoded, send the rest.
-            spans = [span for span in spans if _encodes(span)]
-            if not spans:
+            items = [item for item in items if self._encodes(item)]
+            if not items:
                 return ExportResult(ok=False, items=count, duration_s=self._clock() - started, attempts=0,
-                                    error=f"{count} spans could not be encoded", unencodable=count)
-            body, content_headers = encode_request(spans, self._signal.protocol, self._signal.compression)
-        unencodable = count - len(spans)
+                                    error=f"{count} {self._codec.signal} items could not be encoded",
+                                    unencodable=count)
+            body, content_headers = self._encode(items)
+        unencodable = count - len(items)
         timeout_s = self._time_left_s(deadline)
         if timeout_s <= 0:
-            return self._unsent(spans, started)
+            return self._unsent(items, started)
         headers = {"user-agent": USER_AGENT, **self._signal.headers, **content_headers}
         try:
             response = await self._transport.post(self._signal.endpoint, body, headers, timeout_s=timeout_s)
@@ -162,6 +203,7 @@ class OTLPSpanExporter:
             sent_bytes=len(body),
             duration_s=self._clock() - started,
             secrets=self._signal.headers.values(),
+            codec=self._codec,
         )
         return dataclasses.replace(result, unencodable=unencodable) if unencodable else result
 
@@ -173,10 +215,20 @@ class OTLPSpanExporter:
             return self._signal.timeout_s
         return min(self._signal.timeout_s, deadline - self._clock())
 
-    def _unsent(self, spans: Sequence[ReadableSpan], started: float) -> ExportResult:
+    def _encode(self, items: Sequence[T]) -> tuple[bytes, dict[str, str]]:
+        return encode_request(items, self._signal.protocol, self._signal.compression, self._codec)
+
+    def _encodes(self, item: T) -> bool:
+        try:
+            self._codec.encode([item])
+        except _UNENCODABLE:
+            return False
+        return True
+
+    def _unsent(self, items: Sequence[T], started: float) -> ExportResult:
         return ExportResult(
             ok=False,
-            items=len(spans),
+            items=len(items),
             duration_s=self._clock() - started,
             error="deadline passed before sending",
             retryable=True,
@@ -184,51 +236,50 @@ class OTLPSpanExporter:
         )
 
 
-def _encodes(span: ReadableSpan) -> bool:
-    try:
-        encode_spans([span])
-    except _UNENCODABLE:
-        return False
-    return True
-
-
-def _otlp_json(request: ExportTraceServiceRequest) -> dict[str, Any]:
-    # OTLP/JSON is proto3 JSON except that ids are hex where proto3 JSON writes bytes as base64.
+def _otlp_json(request: Message) -> dict[str, Any]:
     document: dict[str, Any] = json_format.MessageToDict(request, use_integers_for_enums=True)
-    for resource_spans in document.get("resourceSpans", ()):
-        for scope_spans in resource_spans.get("scopeSpans", ()):
-            for span in scope_spans.get("spans", ()):
-                _ids_to_hex(span)
-                for link in span.get("links", ()):
-                    _ids_to_hex(link)
+    _ids_to_hex(document)
     return document
 
 
-def _ids_to_hex(node: dict[str, Any]) -> None:
-    for key in _ID_KEYS:
-        if key in node:
-            node[key] = base64.b64decode(node[key]).hex()
+def _ids_to_hex(node: object) -> None:
+    """OTLP/JSON is proto3 JSON except that trace and span ids are hex where proto3 JSON writes base64;
+    they sit at different depths per signal (spans, links, log records, exemplars), so walk it all."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _ID_KEYS and isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+            else:
+                _ids_to_hex(value)
+    elif isinstance(node, list):
+        for item in node:
+            _ids_to_hex(item)
 
 
-def _partial_success(response: Response) -> tuple[int, str | None]:
-    """(rejected spans, message) from an OTLP answer; (0, None) when it has none or cannot be read."""
+def _partial_success(response: Response, codec: Codec[Any]) -> tuple[int, str | None]:
+    """(rejected items, message) from an OTLP answer; (0, None) when it has none or cannot be read."""
     content_type = response.headers.get("content-type", "")
     if not response.body:
         return 0, None
     if "json" in content_type:
-        return _partial_success_json(response.body)
+        return _partial_success_json(response.body, _json_name(codec.rejected_field))
     if "protobuf" in content_type:
-        answer = ExportTraceServiceResponse()
+        answer = codec.response()
         try:
             answer.ParseFromString(response.body)
         except DecodeError:
             return 0, None
         partial = answer.partial_success
-        return partial.rejected_spans, partial.error_message or None
+        return getattr(partial, codec.rejected_field), partial.error_message or None
     return 0, None
 
 
-def _partial_success_json(body: bytes) -> tuple[int, str | None]:
+def _json_name(field_name: str) -> str:
+    head, *rest = field_name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+def _partial_success_json(body: bytes, rejected_key: str) -> tuple[int, str | None]:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -236,7 +287,7 @@ def _partial_success_json(body: bytes) -> tuple[int, str | None]:
     partial = document.get("partialSuccess") if isinstance(document, dict) else None
     if not isinstance(partial, dict):
         return 0, None
-    rejected = partial.get("rejectedSpans", 0)  # an int64: proto3 JSON may write it as a string
+    rejected = partial.get(rejected_key, 0)  # an int64: proto3 JSON may write it as a string
     message = partial.get("errorMessage")
     return (
         int(rejected) if isinstance(rejected, int | str) and str(rejected).isdigit() else 0,

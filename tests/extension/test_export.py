@@ -27,7 +27,7 @@ from extension import __version__
 from extension.config import Compression, OTLPProtocol, SignalExport
 from extension.convert._sdk import make_resource, make_span
 from extension.errors import TransportError
-from extension.export.otlp import ExportResult, OTLPSpanExporter, encode_request, read_response
+from extension.export.otlp import TRACES, ExportResult, OTLPExporter, encode_request, read_response
 from extension.export.transport import AiohttpTransport, Response, make_session
 from sandbox.otlp_receiver import FaultMode, OTLPReceiver, Signal, export_request_from_json
 
@@ -127,8 +127,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-def exporter_for(session: aiohttp.ClientSession, signal: SignalExport) -> OTLPSpanExporter:
-    return OTLPSpanExporter(AiohttpTransport(session), signal)
+def exporter_for(session: aiohttp.ClientSession, signal: SignalExport) -> OTLPExporter[ReadableSpan]:
+    return OTLPExporter(AiohttpTransport(session), signal, TRACES)
 
 
 # --- encoding, no event loop ------------------------------------------------------------------
@@ -137,7 +137,7 @@ def exporter_for(session: aiohttp.ClientSession, signal: SignalExport) -> OTLPSp
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_protobuf_request_is_the_encoded_spans(compression: Compression) -> None:
     """The protobuf body is encode_spans() serialized, gzip-wrapped only when asked."""
-    body, headers = encode_request(lambda_spans(), "http/protobuf", compression)
+    body, headers = encode_request(lambda_spans(), "http/protobuf", compression, TRACES)
 
     if compression == "gzip":
         assert headers == {"content-type": PROTOBUF, "content-encoding": "gzip"}
@@ -149,7 +149,7 @@ def test_protobuf_request_is_the_encoded_spans(compression: Compression) -> None
 
 def test_json_request_writes_ids_as_lowercase_hex() -> None:
     """OTLP/JSON: camelCase keys, hex ids (not base64), integer enums; it parses back to the same request."""
-    body, headers = encode_request(lambda_spans(), "http/json", "none")
+    body, headers = encode_request(lambda_spans(), "http/json", "none", TRACES)
 
     assert headers == {"content-type": "application/json"}
     document = json.loads(body)
@@ -162,7 +162,8 @@ def test_json_request_writes_ids_as_lowercase_hex() -> None:
 
 
 def test_gzip_output_depends_on_the_spans_alone() -> None:
-    assert encode_request(lambda_spans(), "http/json", "gzip") == encode_request(lambda_spans(), "http/json", "gzip")
+    spans = lambda_spans()
+    assert encode_request(spans, "http/json", "gzip", TRACES) == encode_request(spans, "http/json", "gzip", TRACES)
 
 
 # --- reading answers, no event loop -----------------------------------------------------------
@@ -233,7 +234,7 @@ async def test_timeout_is_the_signal_timeout_or_the_time_to_the_deadline(
     deadline: float | None, timeout_s: float
 ) -> None:
     transport = FakeTransport()
-    exporter = OTLPSpanExporter(transport, traces_signal("http://collector:4318"), clock=lambda: 100.0)
+    exporter = OTLPExporter(transport, traces_signal("http://collector:4318"), TRACES, clock=lambda: 100.0)
 
     result = await exporter.export(lambda_spans(), deadline=deadline)
 
@@ -251,7 +252,7 @@ async def test_timeout_is_the_signal_timeout_or_the_time_to_the_deadline(
 @pytest.mark.parametrize("deadline", [99.0, 100.0])
 async def test_a_passed_deadline_sends_nothing(deadline: float) -> None:
     transport = FakeTransport()
-    exporter = OTLPSpanExporter(transport, traces_signal("http://collector:4318"), clock=lambda: 100.0)
+    exporter = OTLPExporter(transport, traces_signal("http://collector:4318"), TRACES, clock=lambda: 100.0)
 
     result = await exporter.export(lambda_spans(), deadline=deadline)
 
@@ -263,7 +264,7 @@ async def test_a_passed_deadline_sends_nothing(deadline: float) -> None:
 async def test_no_spans_sends_nothing() -> None:
     transport = FakeTransport()
 
-    result = await OTLPSpanExporter(transport, traces_signal("http://c:4318")).export([], deadline=None)
+    result = await OTLPExporter(transport, traces_signal("http://c:4318"), TRACES).export([], deadline=None)
 
     assert (transport.posts, result.ok, result.items) == ([], True, 0)
 

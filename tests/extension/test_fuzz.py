@@ -31,7 +31,7 @@ from extension.events import (
     TraceContext,
     Unknown,
 )
-from extension.export.otlp import OTLPSpanExporter
+from extension.export.otlp import TRACES, OTLPExporter
 from extension.export.transport import Response
 from extension.wire import parse_batch
 
@@ -212,7 +212,7 @@ def test_the_assembler_never_raises_and_what_it_emits_encodes(batches: list[list
     # What the assembler emits must also get through the exporter: an exception there would end the extension.
     # A time OTLP cannot hold (before 1970, after 2554) is left out and counted, and only that span.
     transport = CountingTransport()
-    exporter = OTLPSpanExporter(transport, SignalExport(endpoint="http://127.0.0.1:9/v1/traces"))
+    exporter = OTLPExporter(transport, SignalExport(endpoint="http://127.0.0.1:9/v1/traces"), TRACES)
     result = asyncio.run(exporter.export(emitted, deadline=None))
     assert result.ok or result.unencodable == len(emitted)
     assert transport.spans + result.unencodable == len(emitted)
