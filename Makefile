@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LAYER ?= build/layer
 INVOCATIONS ?= 5
 
-.PHONY: help venv test lint demo sandbox layer-local bench-flush bench-startup clean
+.PHONY: help venv test lint demo sandbox layer layer-lock layer-local bench-flush bench-startup clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"

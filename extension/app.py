@@ -12,19 +12,24 @@ import aiohttp
 from extension import __version__, log
 from extension.bootstrap import Started
 from extension.buffer import Buffer
-from extension.config import Config
+from extension.config import Config, SignalExport
 from extension.convert._sdk import random_ids
+from extension.convert.health import ExtensionHealth
+from extension.convert.metrics import PlatformMetrics
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import SpanAssembler
 from extension.errors import ConfigError, LambdaAPIError
 from extension.events import Shutdown
-from extension.export.otlp import TRACES, OTLPExporter
-from extension.export.transport import AiohttpTransport, make_session
+from extension.export.otlp import METRICS, TRACES, OTLPExporter
+from extension.export.resilient import ResilientExporter
+from extension.export.size import estimate_span_bytes
+from extension.export.transport import AiohttpTransport, Transport, make_session
 from extension.flush import FlushPolicy
 from extension.flusher import Flusher
 from extension.lambda_api import ExtensionsAPI
 from extension.lifecycle import Timing, run_lifecycle
 from extension.listener import make_app, serve
+from extension.metering import Metering
 from extension.pipeline import Pipeline
 from extension.secrets.settings import SecretSettings
 
@@ -78,15 +83,21 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
     elif started.listener is not None and not started.subscribed:
         log.get().warning("telemetry_unavailable", reason="the Telemetry API answered that it is not supported")
     async with make_session() as egress:
-        headers = dict(config.traces.headers)  # the secret's headers are merged in, and refreshed, in place
-        secret = config.headers_secret if config.traces.enabled else None
+        # The secret stands in for OTEL_EXPORTER_OTLP_HEADERS, so it goes to every signal's endpoint; the
+        # exporters hold these dicts, so a refresh reaches them in place.
+        headers = _SignalHeaders(config)
+        secret = config.headers_secret if config.traces.enabled or config.metrics.enabled else None
         subscribed = started.listener is not None and started.subscribed
         if not subscribed or (secret is not None and not await _fetch_headers(secret, egress, env, headers)):
             shutdown = await _pass_through(api, started)
         else:
-            traces = replace(config.traces, headers=headers)
-            exporter = OTLPExporter(AiohttpTransport(egress), traces, TRACES) if traces.enabled else None
-            pipeline = Pipeline(assembler, Buffer(config.buffer_max_spans), exporter)
+            transport = AiohttpTransport(egress)
+            traces = replace(config.traces, headers=headers.traces)
+            exporter = ResilientExporter(OTLPExporter(transport, traces, TRACES)) if traces.enabled else None
+            buffer = Buffer(config.buffer_max_spans, max_bytes=config.buffer_max_bytes, size_of=estimate_span_bytes)
+            metering = _metering(config, replace(config.metrics, headers=headers.metrics), transport, assembler)
+            pipeline = Pipeline(assembler, buffer, exporter, metering=metering,
+                                breaker=exporter.breaker if exporter is not None else None)
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
             assert started.listener is not None
             async with serve(make_app(pipeline.accept, started.listener_path), started.listener), \
@@ -103,32 +114,63 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
     log.get().info("shutdown", reason=shutdown.shutdown_reason)
 
 
+def _metering(config: Config, metrics: SignalExport, transport: Transport,
+              assembler: SpanAssembler) -> Metering | None:
+    """Platform and health metrics, unless their exporter is `none`."""
+    if not metrics.enabled:
+        return None
+    exporter = ResilientExporter(OTLPExporter(transport, metrics, METRICS))
+    return Metering(exporter, platform=PlatformMetrics(config.metrics_temporality),
+                    health=ExtensionHealth(config.metrics_temporality), resource=lambda: assembler.resource,
+                    interval_s=config.metric_export_interval_ms / 1000)
+
+
+class _SignalHeaders:
+    """Each signal's configured headers with the secret's merged over them, as the dicts its exporter holds."""
+
+    def __init__(self, config: Config) -> None:
+        self._configured = (dict(config.traces.headers), dict(config.metrics.headers))
+        self.traces, self.metrics = dict(self._configured[0]), dict(self._configured[1])
+
+    def apply(self, secret_headers: Mapping[str, str]) -> None:
+        """Replace, not add: a header that a rotated secret no longer holds must stop being sent."""
+        for current, configured in zip((self.traces, self.metrics), self._configured, strict=True):
+            current.clear()
+            current.update({**configured, **secret_headers})
+
+
 async def _fetch_headers(secret: SecretSettings, session: aiohttp.ClientSession, env: Mapping[str, str],
-                         headers: dict[str, str]) -> bool:
-    """Merge the secret's headers into `headers`; False (reported once, with the AWS error code) if it failed."""
+                         headers: _SignalHeaders) -> bool:
+    """Merge the secret's headers into every signal's; False (reported once, with the AWS error code) if it
+    failed."""
     from extension.secrets.resolve import resolve_headers  # only functions that keep a secret pay for it
 
     result = await resolve_headers(secret, session, env=env)
     if not result.ok:
         log.get().error("headers_secret_failed", mode="pass_through", **result.log_fields())
         return False
-    headers.update(result.headers)
+    headers.apply(result.headers)
     log.get().info("headers_secret_read", **result.log_fields())
     return True
 
 
 async def _refresh_headers(secret: SecretSettings, session: aiohttp.ClientSession, env: Mapping[str, str],
-                           headers: dict[str, str], every_s: int) -> None:
-    """Fetch again every `every_s` (time spent frozen counts): a rotated key reaches the exporter; on failure
-    the last good headers stay."""
+                           headers: _SignalHeaders, every_s: int) -> None:
+    """Fetch again every `every_s` (time spent frozen counts): a rotated key reaches the exporters; on failure
+    the last good headers stay, said once until a refresh succeeds again."""
     from extension.secrets.resolve import resolve_headers
 
+    failing = False
     while True:
         await asyncio.sleep(every_s)
         result = await resolve_headers(secret, session, env=env)
         if result.ok:
-            headers.update(result.headers)
-        else:
+            headers.apply(result.headers)
+            if failing:
+                log.get().info("headers_secret_refreshed", **result.log_fields())
+            failing = False
+        elif not failing:
+            failing = True
             log.get().warning("headers_secret_refresh_failed", kept="previous", **result.log_fields())
 
 

@@ -70,7 +70,9 @@ def listen_settings(env: Mapping[str, str]) -> tuple[bool, str, int]:
     The full settings are parsed strictly once `next` is out; if they turn out invalid, the extension
     drops what this listener receives and stays in pass-through mode.
     """
-    telemetry = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() != "none"
+    # Platform events feed the traces and the platform metrics: either one needs the subscription.
+    telemetry = any(env.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower() != "none"
+                    for signal in ("TRACES", "METRICS"))
     local = env.get("AWS_SAM_LOCAL", "").strip().lower() in ("true", "1")
     port = env.get("OTEL_LAMBDA_LISTENER_PORT", "").strip()
     host = "0.0.0.0" if local else "sandbox.localdomain"  # nosec B104: under `sam local` only

@@ -22,7 +22,12 @@ wins over the general one.
 | OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT     | 10000                 | integer milliseconds >= 1                      |
 | OTEL_{TRACES,LOGS,METRICS}_EXPORTER       | otlp                  | otlp, none (the signal is not exported)        |
 | OTEL_LOG_LEVEL                            | info                  | debug, info, warn, warning, error (our logs)   |
+| OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE | cumulative    | cumulative, delta, lowmemory (= delta here)    |
+| OTEL_METRIC_EXPORT_INTERVAL               | 60000                 | integer ms >= 1000: a metrics window at most   |
+|                                           |                       | this often (and at SHUTDOWN)                   |
 | OTEL_LAMBDA_BUFFER_MAX_SPANS              | 2048                  | integer >= 1; the oldest are dropped beyond    |
+| OTEL_LAMBDA_BUFFER_MAX_BYTES              | 4194304               | integer >= 1024: estimated OTLP bytes of the   |
+|                                           |                       | buffered spans; the oldest are dropped beyond  |
 | OTEL_LAMBDA_SHUTDOWN_MARGIN_MS            | 200                   | integer >= 0, kept free before a deadline      |
 | OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS       | unset (deadline)      | integer >= 1: longest wait for runtimeDone    |
 | OTEL_LAMBDA_LISTENER_PORT                 | 0 (any free)          | integer 0-65535, the telemetry listener's port |
@@ -53,12 +58,17 @@ OTLPProtocol = Literal["http/protobuf", "http/json"]
 Compression = Literal["gzip", "none"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Signal = Literal["traces", "logs", "metrics"]
+Temporality = Literal["delta", "cumulative"]
 
 DEFAULT_ENDPOINT: Final = "http://localhost:4318"
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PROTOCOLS: Final[Mapping[str, OTLPProtocol]] = {"http/protobuf": "http/protobuf", "http/json": "http/json"}
 _COMPRESSIONS: Final[Mapping[str, Compression]] = {"gzip": "gzip", "none": "none"}
 _EXPORTERS: Final = {"otlp": True, "none": False}
+# The spec's `lowmemory` is delta for counters and histograms, which is all the extension makes.
+_TEMPORALITIES: Final[Mapping[str, Temporality]] = {
+    "cumulative": "cumulative", "delta": "delta", "lowmemory": "delta",
+}  # fmt: skip
 _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 _LOG_LEVELS: Final[Mapping[str, LogLevel]] = {
     "debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error",
@@ -105,7 +115,10 @@ class Config:
     logs: SignalExport = field(default_factory=lambda: SignalExport.default("logs"))
     metrics: SignalExport = field(default_factory=lambda: SignalExport.default("metrics"))
     log_level: LogLevel = "info"
+    metrics_temporality: Temporality = "cumulative"
+    metric_export_interval_ms: int = 60_000
     buffer_max_spans: int = 2048
+    buffer_max_bytes: int = 4 * 1024 * 1024
     shutdown_margin_ms: int = 200
     runtime_done_timeout_ms: int | None = None
     listener_port: int = 0
@@ -143,7 +156,11 @@ class Config:
             logs=_signal(read, "logs"),
             metrics=_signal(read, "metrics"),
             log_level=read.choice("OTEL_LOG_LEVEL", _LOG_LEVELS, "info"),
+            metrics_temporality=read.choice("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", _TEMPORALITIES,
+                                            "cumulative"),
+            metric_export_interval_ms=read.integer("OTEL_METRIC_EXPORT_INTERVAL", 60_000, minimum=1000),
             buffer_max_spans=read.integer("OTEL_LAMBDA_BUFFER_MAX_SPANS", 2048, minimum=1),
+            buffer_max_bytes=read.integer("OTEL_LAMBDA_BUFFER_MAX_BYTES", 4 * 1024 * 1024, minimum=1024),
             shutdown_margin_ms=read.integer("OTEL_LAMBDA_SHUTDOWN_MARGIN_MS", 200, minimum=0),
             runtime_done_timeout_ms=read.integer("OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS", None, minimum=1),
             listener_port=read.integer("OTEL_LAMBDA_LISTENER_PORT", 0, minimum=0, maximum=65535),

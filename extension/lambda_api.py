@@ -27,11 +27,16 @@ class ExtensionsAPI:
         self._base = f"http://{runtime_api}{EXTENSION_API}"
         self._id = extension_id
         self._pending_next = pending_next
-        self.initialized = pending_next is not None
-        """True once `next` was called: from then on a failure is an exit error, before it an init error."""
+        self.initialized = False
+        """True once the first event arrived: from then on a failure is an exit error, before it an init error
+        (the fast start sends the first `next` early, while the extension is still initialising)."""
 
     async def next_event(self) -> Invoke | Shutdown:
+        event = await self._next()
         self.initialized = True
+        return event
+
+    async def _next(self) -> Invoke | Shutdown:
         if self._pending_next is not None:
             sock, self._pending_next = self._pending_next, None
             return await _answer_of(sock)

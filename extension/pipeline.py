@@ -13,9 +13,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from extension import log
 from extension.buffer import Buffer
+from extension.convert.health import HealthSnapshot, HealthTotals
 from extension.convert.spans import SpanAssembler
 from extension.events import Invoke, PlatformRuntimeDone
+from extension.export.breaker import CircuitBreaker
 from extension.export.otlp import ExportResult
+from extension.metering import Metering
 from extension.wire import parse_batch
 
 MAX_SPANS_PER_EXPORT: Final = 512
@@ -60,10 +63,13 @@ class Pipeline:
     """`accept` runs in the listener (sync, never raises); `flush` is awaited by the lifecycle."""
 
     def __init__(self, assembler: SpanAssembler, buffer: Buffer[ReadableSpan], exporter: SpanExporter | None,
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, metering: Metering | None = None, breaker: CircuitBreaker | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._assembler = assembler
         self._buffer = buffer
         self._exporter = exporter
+        self._metering = metering
+        self._breaker = breaker  # read for the health metrics only
         self._clock = clock
         self._done: OrderedDict[str, None] = OrderedDict()
         self._waiting: dict[str, asyncio.Event] = {}
@@ -75,11 +81,16 @@ class Pipeline:
         self._closing = False
         self.batches = 0
         self.rejected = 0
+        self.exported = 0
+        self.export_failures = 0
+        self.export_retries = 0
 
     def accept(self, raw: bytes) -> None:
         batch = parse_batch(raw)
         self.batches += 1
         self._buffer.extend(self._assembler.feed_batch(batch))
+        if self._metering is not None:
+            self._metering.feed(batch.events)
         for event in batch.events:
             if isinstance(event, PlatformRuntimeDone):
                 self._mark_done(event.request_id)
@@ -87,7 +98,16 @@ class Pipeline:
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Spans waiting, plus one when a metrics window is due or waits."""
+        return len(self._buffer) + (1 if self._metering is not None and self._metering.pending else 0)
+
+    def health(self) -> HealthSnapshot:
+        totals = HealthTotals(spans_exported=self.exported, spans_dropped=self._buffer.dropped,
+                              spans_rejected=self.rejected, export_failures=self.export_failures,
+                              export_retries=self.export_retries, telemetry_batches=self.batches,
+                              malformed_events=self._assembler.stats.malformed)
+        return HealthSnapshot(totals=totals, buffered_spans=len(self._buffer), buffered_bytes=self._buffer.size_bytes,
+                              breaker_state=self._breaker.state.value if self._breaker is not None else "closed")
 
     def note_invoke(self, invoke: Invoke) -> None:
         self._assembler.note_invoke(invoke)
@@ -114,6 +134,8 @@ class Pipeline:
         self._closing = True
         if self._exporter is not None:
             self._exporter.closing()
+        if self._metering is not None:
+            self._metering.closing()
 
     async def flush(self, *, deadline: float) -> FlushOutcome:
         """Export what the buffer holds, in requests of bounded size, until done or out of time.
@@ -132,7 +154,9 @@ class Pipeline:
                     self._buffer.requeue_front(spans)
                     raise
                 attempts += result.attempts
+                self.export_retries += result.retries
                 if not result.ok:
+                    self.export_failures += 1 if result.attempts else 0
                     failed = len(spans)
                     if result.retryable:  # back to the front: they leave first with the next flush
                         self._buffer.requeue_front(spans)
@@ -142,9 +166,29 @@ class Pipeline:
                 exported += len(spans)
                 self.rejected += result.rejected + result.unencodable
                 partial.add(result)
+            self.exported += exported - partial.rejected - partial.unencodable
             self._log(_Flushed(exported=exported, failed=failed, attempts=attempts, partial=partial), result,
                       started)
+            if self._metering is not None:
+                self._metering.health.record_flush(self._clock() - started)
+                await self._flush_metrics(deadline)
             return FlushOutcome(exported=exported, failed=failed, left=len(self._buffer), attempts=attempts)
+
+    async def _flush_metrics(self, deadline: float) -> None:
+        """After the spans, in the same flush and within its deadline: one request for the waiting windows."""
+        assert self._metering is not None
+        result = await self._metering.flush(self.health(), deadline=deadline)
+        if result is None:
+            return
+        self.export_retries += result.retries
+        if result.ok:
+            log.get().debug("metrics_flushed", windows=result.items, duration_ms=round(result.duration_s * 1000, 3))
+            return
+        self.export_failures += 1 if result.attempts else 0
+        if result.attempts or self._refusal_lines.ready(self._clock(), force=self._closing):
+            log.get().warning("metrics_export_failed", status=result.status, error=result.error,
+                              retryable=result.retryable, windows=result.items,
+                              waiting=len(self._metering.windows), dropped_windows=self._metering.windows.dropped)
 
     def _mark_done(self, request_id: str) -> None:
         self._done[request_id] = None

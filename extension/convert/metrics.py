@@ -12,11 +12,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
+from extension.config import Temporality
 from extension.events import PlatformInitReport, PlatformReport, TelemetryEvent
-
-Temporality = Literal["delta", "cumulative"]
 
 # The boundaries the FaaS conventions recommend for faas.invoke_duration, used for every duration.
 DURATION_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -57,7 +55,7 @@ MetricPoint = SumPoint | GaugePoint | HistogramPoint
 
 
 @dataclass(slots=True, kw_only=True)
-class _Histogram:
+class HistogramWindow:
     name: str
     unit: str
     description: str
@@ -135,7 +133,7 @@ class PlatformMetrics:
                 self._histograms["aws.lambda.post_runtime_duration"].record(span.duration_ms / 1000)
 
     @staticmethod
-    def _fresh_histograms() -> dict[str, _Histogram]:
+    def _fresh_histograms() -> dict[str, HistogramWindow]:
         specs = [
             ("faas.invoke_duration", "s", "Duration of the invocation, runtime and extensions", DURATION_BOUNDS_S),
             ("faas.init_duration", "s", "Duration of the execution environment's initialisation", DURATION_BOUNDS_S),
@@ -144,5 +142,5 @@ class PlatformMetrics:
              DURATION_BOUNDS_S),
             ("faas.mem_usage", "By", "Peak memory used by the execution environment", MEMORY_BOUNDS_BYTES),
         ]
-        return {name: _Histogram(name=name, unit=unit, description=text, bounds=bounds)
+        return {name: HistogramWindow(name=name, unit=unit, description=text, bounds=bounds)
                 for name, unit, text, bounds in specs}

@@ -7,21 +7,23 @@ import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
-
-from opentelemetry.sdk.trace import ReadableSpan
+from typing import Generic, Protocol, TypeVar
 
 from extension.export.breaker import BreakerState, CircuitBreaker
 from extension.export.otlp import ExportResult
 from extension.export.retry import RetryPolicy, backoff, retry_after_s
 
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
-class SpanExporter(Protocol):
-    async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult: ...
+
+class ItemExporter(Protocol[T_contra]):
+    async def export(self, items: Sequence[T_contra], *, deadline: float | None) -> ExportResult: ...
 
 
-class ResilientExporter:
-    """Same `export(spans, *, deadline)` as the exporter it wraps, so the pipeline needs no other path.
+class ResilientExporter(Generic[T]):
+    """Same `export(items, *, deadline)` as the exporter it wraps (spans or metric windows), so the pipeline
+    needs no other path.
 
     Per export: at most `policy.max_retries` retries of a retryable outcome, each after a full-jitter
     backoff or the collector's Retry-After, whichever is longer, and only if it can start before the
@@ -36,7 +38,7 @@ class ResilientExporter:
 
     def __init__(
         self,
-        inner: SpanExporter,
+        inner: ItemExporter[T],
         *,
         policy: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
@@ -59,17 +61,17 @@ class ResilientExporter:
         """From now on every export is a last chance: ignore the breaker and an unexpired Retry-After."""
         self._closing = True
 
-    async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult:
+    async def export(self, items: Sequence[T], *, deadline: float | None) -> ExportResult:
         started = self._clock()
-        if not spans:
+        if not items:
             return ExportResult(ok=True, items=0, duration_s=0.0, attempts=0)
         attempts, result = 0, None
         while True:
-            refusal = self._refusal(spans, started)
+            refusal = self._refusal(items, started)
             if refusal is not None:  # after a real answer, that answer says more than the refusal
                 return refusal if result is None else self._with(result, attempts, started)
             try:
-                result = await self._inner.export(spans, deadline=deadline)
+                result = await self._inner.export(items, deadline=deadline)
             except asyncio.CancelledError:
                 self.breaker.on_abandoned()
                 raise
@@ -84,7 +86,7 @@ class ResilientExporter:
                 return self._with(result, attempts, started)  # requeued: it leaves with the next flush
             await self._sleep(delay_s)
 
-    def _refusal(self, spans: Sequence[ReadableSpan], started: float) -> ExportResult | None:
+    def _refusal(self, items: Sequence[T], started: float) -> ExportResult | None:
         now = self._clock()
         if self._closing:
             return None
@@ -95,7 +97,7 @@ class ResilientExporter:
         else:
             reopens_at = self.breaker.reopens_at() or now
             reason = f"circuit open after repeated failures: next probe in {max(0.0, reopens_at - now):.3g} s"
-        return ExportResult(ok=False, items=len(spans), duration_s=now - started, error=reason, retryable=True,
+        return ExportResult(ok=False, items=len(items), duration_s=now - started, error=reason, retryable=True,
                             attempts=0)
 
     def _observe(self, result: ExportResult) -> None:

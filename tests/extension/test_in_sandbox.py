@@ -168,3 +168,41 @@ async def test_an_unreachable_collector_does_not_hurt(make_settings: SettingsFac
             shutdown = await sandbox.shutdown()
     assert record.status == "success" and record.post_runtime_extension_ms < 1000
     assert shutdown.extensions[0].exited_before_deadline
+
+
+def metric_points(receiver: OTLPReceiver) -> dict[str, list[object]]:
+    """Every data point the receiver got, by metric name, in arrival order."""
+    points: dict[str, list[object]] = {}
+    for metric in receiver.metrics():
+        data = getattr(metric.metric, metric.kind or "")
+        points.setdefault(metric.name, []).extend(data.data_points)
+    return points
+
+
+async def test_platform_and_health_metrics_equal_what_the_platform_reported(
+        make_settings: SettingsFactory, built_layer: Path, work_dir: Path) -> None:
+    output = Output()
+    async with OTLPReceiver(port=0) as receiver:
+        async with sandbox_with_extension(make_settings, built_layer, work_dir, receiver, output) as sandbox:
+            for action in ("succeed", "fail", "succeed"):
+                await sandbox.invoke(f'{{"action": "{action}"}}'.encode())
+            history = sandbox.hub.platform_history
+        points = metric_points(receiver)
+        spans = receiver.spans()
+    reports = [e.record for e in history if e.type == "platform.report" and isinstance(e.record, dict)]
+    assert len(reports) == 3
+    # Cumulative by default: the last point of each sum is the total of the environment's life.
+    assert {name: points[name][-1].as_int or points[name][-1].as_double  # type: ignore[attr-defined]
+            for name in ("faas.invocations", "faas.errors", "faas.coldstarts")} == {
+        "faas.invocations": 2, "faas.errors": 1, "faas.coldstarts": 1}
+    [*_, durations] = points["faas.invoke_duration"]
+    assert durations.count == 3  # type: ignore[attr-defined]
+    expected_s = sum(report["metrics"]["durationMs"] for report in reports) / 1000
+    assert abs(durations.sum - expected_s) < 1e-9  # type: ignore[attr-defined]
+    [*_, memory] = points["faas.mem_usage"]
+    assert memory.max == max(r["metrics"]["maxMemoryUsedMB"] for r in reports) * 1024 * 1024  # type: ignore[attr-defined]
+    # The extension's own health: what it says it exported is what arrived before its last window.
+    [*_, exported] = points["lambda_extension.spans.exported"]
+    assert 0 < exported.as_int <= len(spans)  # type: ignore[attr-defined]
+    assert points["lambda_extension.spans.dropped"][-1].as_int == 0  # type: ignore[attr-defined]
+    assert points["lambda_extension.breaker.state"][-1].as_int == 0  # type: ignore[attr-defined]

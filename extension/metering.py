@@ -1,0 +1,93 @@
+"""Metrics windows: the platform's numbers and the extension's health, collected at a flush at most once per
+export interval (and at SHUTDOWN), kept in a small bounded queue until the endpoint took them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Protocol
+
+from opentelemetry.sdk.metrics.export import MetricsData
+from opentelemetry.sdk.resources import Resource
+
+from extension.buffer import Buffer
+from extension.convert._sdk import make_metrics_data
+from extension.convert.health import ExtensionHealth, HealthSnapshot
+from extension.convert.metrics import PlatformMetrics
+from extension.events import TelemetryEvent
+from extension.export.otlp import ExportResult
+
+# Windows that wait while the metrics endpoint is down: with the default interval, an hour of them.
+MAX_WINDOWS: Final = 64
+
+
+class MetricsExporter(Protocol):
+    async def export(self, items: Sequence[MetricsData], *, deadline: float | None) -> ExportResult: ...
+    def closing(self) -> None: ...
+
+
+class Metering:
+    """`feed` runs in the listener; `flush` is awaited by the pipeline's flush, after the spans.
+
+    A window per flush would cost a second request on every invocation under the `end` strategy, billed to
+    the user for numbers nobody reads at that rate; once per interval (OTEL_METRIC_EXPORT_INTERVAL), and at
+    SHUTDOWN, bounds it. Time spent frozen counts toward the interval, so a quiet function sends its window
+    with its next flush.
+    """
+
+    def __init__(self, exporter: MetricsExporter, *, platform: PlatformMetrics, health: ExtensionHealth,
+                 resource: Callable[[], Resource], interval_s: float,
+                 clock: Callable[[], float] = time.monotonic, wall_ns: Callable[[], int] = time.time_ns) -> None:
+        self._exporter = exporter
+        self._platform = platform
+        self.health = health
+        self._resource = resource
+        self._interval_s = interval_s
+        self._clock = clock
+        self._wall_ns = wall_ns
+        self._cumulative = platform.temporality == "cumulative"
+        self._started_ns = wall_ns()
+        self._window_start_ns = self._started_ns
+        self._last_window = clock()
+        self._closing = False
+        self.windows: Buffer[MetricsData] = Buffer(MAX_WINDOWS)
+
+    def feed(self, events: Iterable[TelemetryEvent]) -> None:
+        self._platform.feed(events)
+
+    @property
+    def due(self) -> bool:
+        """Whether the next flush collects a window."""
+        return self._closing or self._clock() - self._last_window >= self._interval_s
+
+    @property
+    def pending(self) -> bool:
+        return self.due or bool(self.windows)
+
+    def closing(self) -> None:
+        """The next flush is the last: it collects a window whatever the interval, and sends all that waits."""
+        self._closing = True
+        self._exporter.closing()
+
+    async def flush(self, snapshot: HealthSnapshot, *, deadline: float) -> ExportResult | None:
+        """Collect a window if one is due, then send every waiting window in one request; None if none waits.
+
+        A failed request leaves the windows queued for the next flush (the oldest dropped beyond MAX_WINDOWS).
+        """
+        if self.due:
+            self._collect(snapshot)
+        if not self.windows:
+            return None
+        windows = self.windows.drain(len(self.windows))
+        result = await self._exporter.export(windows, deadline=deadline)
+        if not result.ok and result.retryable:
+            self.windows.requeue_front(windows)
+        return result
+
+    def _collect(self, snapshot: HealthSnapshot) -> None:
+        now_ns = self._wall_ns()
+        points = self._platform.collect() + self.health.collect(snapshot)
+        start_ns = self._started_ns if self._cumulative else self._window_start_ns
+        self.windows.append(make_metrics_data(self._resource(), points, cumulative=self._cumulative,
+                                              start_unix_nano=start_ns, time_unix_nano=now_ns))
+        self._window_start_ns, self._last_window = now_ns, self._clock()
