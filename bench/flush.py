@@ -21,13 +21,17 @@ MARKS = ("<!-- flush-results:begin -->", "<!-- flush-results:end -->")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
-    label: str
+    conditions: str  # the rate and the collector: a strategy is compared with the floor under the same ones
     layer: Path
     flush: str | None  # None: the floor extension, which has no setting
     invocations: int
     gap_s: float = 0.0
     collector_delay_s: float = 0.0
     settled_from: int = 0  # statistics over invocations from this index on
+
+    @property
+    def label(self) -> str:
+        return f"{self.flush or 'floor'}, {self.conditions}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,13 +79,13 @@ async def run(scenario: Scenario, runtime_dir: Path, work_dir: Path) -> Result:
 def scenarios(layer: Path) -> list[Scenario]:
     found: list[Scenario] = []
     for rate, count, gap, settled in (("high", 60, 0.0, 30), ("low", 8, 2.0, 0)):
-        found.append(Scenario(label=f"floor, {rate} rate", layer=FLOOR, flush=None, invocations=count, gap_s=gap,
+        found.append(Scenario(conditions=f"{rate} rate", layer=FLOOR, flush=None, invocations=count, gap_s=gap,
                               settled_from=settled))
         for flush in ("end", "periodic,1000", "continuous,1000", "adaptive"):
-            found.append(Scenario(label=f"{flush}, {rate} rate", layer=layer, flush=flush, invocations=count,
+            found.append(Scenario(conditions=f"{rate} rate", layer=layer, flush=flush, invocations=count,
                                   gap_s=gap, settled_from=settled))
     for flush in (None, "end", "adaptive"):
-        found.append(Scenario(label=f"{flush or 'floor'}, high rate, collector 500 ms", layer=layer if flush else FLOOR,
+        found.append(Scenario(conditions="high rate, collector 500 ms", layer=layer if flush else FLOOR,
                               flush=flush, invocations=40, collector_delay_s=0.5, settled_from=20))
     return found
 
@@ -89,10 +93,10 @@ def scenarios(layer: Path) -> list[Scenario]:
 def table(results: list[Result]) -> str:
     lines = ["| scenario | post-runtime p50 ms | p95 ms | max ms | vs floor p50 | data latency p50 ms | max ms "
              "| lost |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    floors = {r.scenario.label.split(",", 1)[1]: r for r in results if r.scenario.flush is None}
+    floors = {r.scenario.conditions: r for r in results if r.scenario.flush is None}
     for result in results:
         values = result.post_runtime_ms
-        floor = floors.get(result.scenario.label.split(",", 1)[1])
+        floor = floors.get(result.scenario.conditions)
         delta = statistics.median(values) - statistics.median(floor.post_runtime_ms) if floor else 0.0
         latency = result.latency_ms
         lines.append(

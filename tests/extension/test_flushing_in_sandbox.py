@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from support import EXAMPLES, SettingsFactory
 
 from sandbox.otlp_receiver import FaultMode, OTLPReceiver, ReceivedSpan
@@ -50,10 +51,11 @@ def assert_exactly_once(spans: list[ReceivedSpan], request_ids: list[str]) -> No
     assert sum(s.name == "init" for s in spans) == 1
 
 
+@pytest.mark.parametrize("flush", ["adaptive", "end", "periodic,100", "continuous,50"])
 async def test_hundred_invocations_with_freezes_arrive_exactly(make_settings: SettingsFactory, built_layer: Path,
-                                                               work_dir: Path) -> None:
+                                                               work_dir: Path, flush: str) -> None:
     async with OTLPReceiver(port=0) as receiver:
-        settings = settings_for(make_settings, built_layer, receiver, "adaptive")
+        settings = settings_for(make_settings, built_layer, receiver, flush)
         async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:  # type: ignore[arg-type]
             records = [await sandbox.invoke(b'{"action": "succeed"}') for _ in range(100)]
         assert all(r.status == "success" for r in records)
