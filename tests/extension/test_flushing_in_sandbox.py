@@ -101,3 +101,23 @@ async def _frozen_soon(sandbox: LocalLambda) -> bool:
             return True
         await asyncio.sleep(0.01)
     return False
+
+
+async def test_a_failing_collector_is_left_alone_until_it_recovers(make_settings: SettingsFactory,
+                                                                  built_layer: Path, work_dir: Path) -> None:
+    async with OTLPReceiver(port=0) as receiver:
+        receiver.mode = FaultMode.FAIL_503
+        settings = settings_for(make_settings, built_layer, receiver, "end")
+        async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:  # type: ignore[arg-type]
+            failing = [await sandbox.invoke(b'{"action": "succeed"}') for _ in range(10)]
+            # Without the breaker every flush would send a request and retry it twice: 30 requests.
+            asked_while_failing = receiver.refused_count
+            receiver.mode = FaultMode.OK
+            await asyncio.sleep(4.5)  # past the breaker's cool-down, however often its probes failed
+            recovered = [await sandbox.invoke(b'{"action": "succeed"}') for _ in range(2)]
+            # Before SHUTDOWN: the buffered spans left with the first flush after the recovery.
+            before_shutdown = spans_by_request(receiver.spans())
+        records = failing + recovered
+        assert_exactly_once(receiver.spans(), [r.request_id for r in records])
+    assert asked_while_failing <= 6
+    assert set(before_shutdown) >= {r.request_id for r in failing}
