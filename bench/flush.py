@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import FLOOR, ROOT, parser, write_readme
-from sandbox.otlp_receiver import OTLPReceiver, spans_of
+from sandbox.otlp_receiver import OTLPReceiver, Signal, spans_of
 from sandbox.runner import LocalLambda
 from sandbox.settings import FunctionSettings
 
@@ -66,6 +66,8 @@ async def run(scenario: Scenario, runtime_dir: Path, work_dir: Path) -> Result:
                 post_runtime.append(record.post_runtime_extension_ms)
         arrivals: dict[str, float] = {}
         for request in receiver.requests:
+            if request.signal is not Signal.TRACES:
+                continue
             for span in spans_of(request.message):  # type: ignore[arg-type]
                 request_id = span.attributes.get("faas.invocation_id")
                 if isinstance(request_id, str) and span.span.kind == span.span.SPAN_KIND_SERVER:
