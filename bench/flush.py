@@ -68,7 +68,7 @@ async def run(scenario: Scenario, runtime_dir: Path, work_dir: Path) -> Result:
         for request in receiver.requests:
             if request.signal is not Signal.TRACES:
                 continue
-            for span in spans_of(request.message):  # type: ignore[arg-type]
+            for span in spans_of(request.message):
                 request_id = span.attributes.get("faas.invocation_id")
                 if isinstance(request_id, str) and span.span.kind == span.span.SPAN_KIND_SERVER:
                     arrivals.setdefault(request_id, request.received_unix_nano / 1e9)
@@ -86,9 +86,9 @@ def scenarios(layer: Path) -> list[Scenario]:
         for flush in ("end", "periodic,1000", "continuous,1000", "adaptive"):
             found.append(Scenario(conditions=f"{rate} rate", layer=layer, flush=flush, invocations=count,
                                   gap_s=gap, settled_from=settled))
-    for flush in (None, "end", "adaptive"):
-        found.append(Scenario(conditions="high rate, collector 500 ms", layer=layer if flush else FLOOR,
-                              flush=flush, invocations=40, collector_delay_s=0.5, settled_from=20))
+    for slow_flush in (None, "end", "adaptive"):
+        found.append(Scenario(conditions="high rate, collector 500 ms", layer=layer if slow_flush else FLOOR,
+                              flush=slow_flush, invocations=40, collector_delay_s=0.5, settled_from=20))
     return found
 
 
