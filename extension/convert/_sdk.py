@@ -1,14 +1,19 @@
 """The only module that constructs OpenTelemetry SDK objects: a firewall against SDK version churn.
 
-Callers hand over plain ints and strings; what comes back (Resource, ReadableSpan) feeds the OTLP
-encoders unchanged. Nothing here reads the environment: Resource.create() would, so it is not used.
+Callers hand over plain ints and strings; what comes back (Resource, ReadableSpan, ReadableLogRecord,
+MetricsData) feeds the OTLP encoders unchanged. Nothing here reads the environment: Resource.create()
+would, so it is not used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Final, Literal
 
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Gauge,
@@ -26,8 +31,17 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as SDK_VERSION
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
+from opentelemetry.util.types import AnyValue, AttributeValue
 
 from extension import __version__
 from extension.convert.metrics import GaugePoint, MetricPoint, SumPoint
@@ -101,6 +115,48 @@ def make_span(
         end_time=end_unix_nano,
         instrumentation_scope=_SCOPE,
     )
+
+
+def make_log_record(
+    *,
+    time_unix_nano: int,
+    observed_unix_nano: int,
+    trace_id: int | None,
+    span_id: int | None,
+    sampled: bool,
+    severity_number: int,
+    severity_text: str | None,
+    body: AnyValue,
+    attributes: Attributes,
+    resource: Resource,
+) -> ReadableLogRecord:
+    """A log record, in the trace of (trace_id, span_id) when both are given; severity_number is the log
+    data model's 0 (unspecified) to 24."""
+    return ReadableLogRecord(
+        log_record=LogRecord(
+            timestamp=time_unix_nano,
+            observed_timestamp=observed_unix_nano,
+            context=_log_context(trace_id, span_id, sampled) if trace_id and span_id else _NO_TRACE,
+            severity_number=SeverityNumber(severity_number) if severity_number else None,
+            severity_text=severity_text,
+            body=body,
+            attributes=dict(attributes),
+        ),
+        resource=resource,
+        instrumentation_scope=_SCOPE,
+    )
+
+
+# LogRecord reads its trace ids from a context, and falls back to the ambient one when given none (or an
+# empty one): hand it an explicit one every time, so nothing depends on whatever span is current.
+_NO_TRACE: Final = set_span_in_context(INVALID_SPAN, Context())
+
+
+@lru_cache(maxsize=256)  # one invocation's lines share it; bounded like every other per-request state
+def _log_context(trace_id: int, span_id: int, sampled: bool) -> Context:
+    flags = _SAMPLED if sampled else TraceFlags(TraceFlags.DEFAULT)
+    return set_span_in_context(NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)),
+                               Context())
 
 
 def random_ids() -> RandomIdGenerator:

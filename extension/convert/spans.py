@@ -54,6 +54,9 @@ from extension.events import (
 from extension.xray import parse_xray_header
 
 DEFAULT_MAX_PENDING = 100
+# Log lines join their invocation's span after it has left (a JSON line names its requestId): remember the
+# ids of this many recent invocations for ids_of().
+REMEMBERED_IDS = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +114,7 @@ class SpanAssembler:
         self._max_pending = max_pending
         self._pending: OrderedDict[str, _Invocation] = OrderedDict()
         self._arns: OrderedDict[str, str] = OrderedDict()
+        self._ids_by_request: OrderedDict[str, TraceIds] = OrderedDict()
         self._init: _Init | None = None
         self._first: TraceIds | None = None  # the very first invocation, while no init event has been seen
         self._seen_start = False
@@ -137,6 +141,10 @@ class SpanAssembler:
         self._arns[invoke.request_id] = invoke.invoked_function_arn
         while len(self._arns) > self._max_pending:
             self._arns.popitem(last=False)
+
+    def ids_of(self, request_id: str) -> TraceIds | None:
+        """The ids of that invocation's SERVER span, once its platform.start was fed (last REMEMBERED_IDS)."""
+        return self._ids_by_request.get(request_id)
 
     def feed_batch(self, batch: ParsedBatch) -> list[ReadableSpan]:
         """feed() the batch's events and count its malformed items."""
@@ -196,6 +204,10 @@ class SpanAssembler:
 
     def _begin(self, invocation: _Invocation, start: PlatformStart, out: list[ReadableSpan]) -> None:
         invocation.start, invocation.ids = start, self._trace_ids(start)
+        self._ids_by_request[start.request_id] = invocation.ids
+        self._ids_by_request.move_to_end(start.request_id)
+        if len(self._ids_by_request) > REMEMBERED_IDS:
+            self._ids_by_request.popitem(last=False)
         first, self._seen_start = not self._seen_start, True
         claims_init = False
         if self._init is not None and self._init.parent is None:

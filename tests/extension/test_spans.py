@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from extension.convert.resource import lambda_resource
-from extension.convert.spans import AssemblerStats, SpanAssembler
+from extension.convert.spans import REMEMBERED_IDS, AssemblerStats, SpanAssembler
 from extension.events import Invoke, PlatformReport, PlatformStart, TelemetryEvent, TraceContext
 from extension.wire import parse_batch
 
@@ -284,6 +284,20 @@ def test_pending_invocations_are_bounded_evicting_the_oldest() -> None:
     assembly.feed(starts)
 
     assert assembly.stats == AssemblerStats(evicted=1, pending=2)
+
+
+def test_ids_of_gives_the_server_spans_ids_after_it_left_for_the_last_invocations() -> None:
+    """Log lines ask for them (LogAssembler's ids_of); the report has come, so nothing is pending any more."""
+    assembly = assembler()
+    spans = assembly.feed(events("error_invocation.json"))
+    request_id = str((spans[0].attributes or {})["faas.invocation_id"])
+
+    found = assembly.ids_of(request_id)
+
+    assert found is not None and (found.trace_id, found.span_id, found.sampled) == (*ids(spans[0]), True)
+    assert assembly.stats.pending == 0 and assembly.ids_of("never-started") is None
+    assembly.feed([PlatformStart(time_unix_nano=index, request_id=f"r{index}") for index in range(REMEMBERED_IDS)])
+    assert assembly.ids_of(request_id) is None and assembly.ids_of("r0") is not None
 
 
 def test_drain_orphans_sends_an_unclaimed_init_as_its_own_trace() -> None:
