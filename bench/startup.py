@@ -112,7 +112,7 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
             async with client.post(f"http://127.0.0.1:{port}/t", data=body) as response:
                 await response.read()
         if not floor:
-            spans = pipeline._buffer.drain()
+            spans = pipeline._spans.buffer.drain()
             encode_request(spans, "http/protobuf", "gzip", TRACES)
         elapsed = time.perf_counter() - began
     return batches * per_batch * 3 / elapsed

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -15,12 +17,14 @@ from extension.buffer import Buffer
 from extension.config import Config, SignalExport
 from extension.convert._sdk import random_ids
 from extension.convert.health import ExtensionHealth
+from extension.convert.logs import LogAssembler, estimate_log_bytes
 from extension.convert.metrics import PlatformMetrics
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import SpanAssembler
 from extension.errors import ConfigError, LambdaAPIError
 from extension.events import Shutdown
-from extension.export.otlp import METRICS, TRACES, OTLPExporter
+from extension.export.breaker import CircuitBreaker
+from extension.export.otlp import LOGS, METRICS, TRACES, Codec, OTLPExporter
 from extension.export.resilient import ResilientExporter
 from extension.export.size import estimate_span_bytes
 from extension.export.transport import AiohttpTransport, Transport, make_session
@@ -30,8 +34,11 @@ from extension.lambda_api import ExtensionsAPI
 from extension.lifecycle import Timing, run_lifecycle
 from extension.listener import make_app, serve
 from extension.metering import Metering
-from extension.pipeline import Pipeline
+from extension.outbox import Outbox
+from extension.pipeline import MAX_LOG_RECORDS_PER_EXPORT, LogRecords, Pipeline
 from extension.secrets.settings import SecretSettings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,17 +93,18 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
         # The secret stands in for OTEL_EXPORTER_OTLP_HEADERS, so it goes to every signal's endpoint; the
         # exporters hold these dicts, so a refresh reaches them in place.
         headers = _SignalHeaders(config)
-        secret = config.headers_secret if config.traces.enabled or config.metrics.enabled else None
+        secret = config.headers_secret if any(signal.enabled for signal in headers.signals.values()) else None
         subscribed = started.listener is not None and started.subscribed
         if not subscribed or (secret is not None and not await _fetch_headers(secret, egress, env, headers)):
             shutdown = await _pass_through(api, started)
         else:
-            transport = AiohttpTransport(egress)
-            traces = replace(config.traces, headers=headers.traces)
-            exporter = ResilientExporter(OTLPExporter(transport, traces, TRACES)) if traces.enabled else None
+            out = _Egress(AiohttpTransport(egress))
+            traces = headers.signals["traces"]
+            exporter = out.exporter(traces, TRACES) if traces.enabled else None
             buffer = Buffer(config.buffer_max_spans, max_bytes=config.buffer_max_bytes, size_of=estimate_span_bytes)
-            metering = _metering(config, replace(config.metrics, headers=headers.metrics), transport, assembler)
-            pipeline = Pipeline(assembler, buffer, exporter, metering=metering,
+            pipeline = Pipeline(assembler, buffer, exporter,
+                                logs=_log_records(config, headers.signals["logs"], out, assembler),
+                                metering=_metering(config, headers.signals["metrics"], out, assembler),
                                 breaker=exporter.breaker if exporter is not None else None)
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
             assert started.listener is not None
@@ -114,29 +122,54 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
     log.get().info("shutdown", reason=shutdown.shutdown_reason)
 
 
-def _metering(config: Config, metrics: SignalExport, transport: Transport,
-              assembler: SpanAssembler) -> Metering | None:
+class _Egress:
+    """Every signal's exporter, with retries, behind one circuit breaker per collector (scheme, host and port):
+    once the collector hangs or is down, the other signals' requests in the same flush are spared the wait."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+
+    def exporter(self, signal: SignalExport, codec: Codec[T]) -> ResilientExporter[T]:
+        parts = urlsplit(signal.endpoint)
+        breaker = self._breakers.setdefault((parts.scheme, parts.netloc), CircuitBreaker())
+        return ResilientExporter(OTLPExporter(self._transport, signal, codec), breaker=breaker)
+
+
+def _log_records(config: Config, logs: SignalExport, out: _Egress, assembler: SpanAssembler) -> LogRecords | None:
+    """The function's log lines in its invocations' traces, unless their exporter is `none`."""
+    if not logs.enabled:
+        return None
+    buffer = Buffer(config.buffer_max_log_records, max_bytes=config.buffer_max_bytes, size_of=estimate_log_bytes)
+    return LogRecords(assembler=LogAssembler(resource=assembler.resource, ids_of=assembler.ids_of),
+                      outbox=Outbox(buffer, out.exporter(logs, LOGS), max_per_export=MAX_LOG_RECORDS_PER_EXPORT))
+
+
+def _metering(config: Config, metrics: SignalExport, out: _Egress, assembler: SpanAssembler) -> Metering | None:
     """Platform and health metrics, unless their exporter is `none`."""
     if not metrics.enabled:
         return None
-    exporter = ResilientExporter(OTLPExporter(transport, metrics, METRICS))
+    exporter = out.exporter(metrics, METRICS)
     return Metering(exporter, platform=PlatformMetrics(config.metrics_temporality),
                     health=ExtensionHealth(config.metrics_temporality), resource=lambda: assembler.resource,
                     interval_s=config.metric_export_interval_ms / 1000)
 
 
 class _SignalHeaders:
-    """Each signal's configured headers with the secret's merged over them, as the dicts its exporter holds."""
+    """Each signal's settings with headers the secret's can be merged over: the dicts their exporters hold."""
 
     def __init__(self, config: Config) -> None:
-        self._configured = (dict(config.traces.headers), dict(config.metrics.headers))
-        self.traces, self.metrics = dict(self._configured[0]), dict(self._configured[1])
+        configured = {"traces": config.traces, "logs": config.logs, "metrics": config.metrics}
+        self._configured = {name: dict(signal.headers) for name, signal in configured.items()}
+        self.signals = {name: replace(signal, headers=dict(signal.headers)) for name, signal in configured.items()}
 
     def apply(self, secret_headers: Mapping[str, str]) -> None:
         """Replace, not add: a header that a rotated secret no longer holds must stop being sent."""
-        for current, configured in zip((self.traces, self.metrics), self._configured, strict=True):
+        for name, signal in self.signals.items():
+            current = signal.headers
+            assert isinstance(current, dict)
             current.clear()
-            current.update({**configured, **secret_headers})
+            current.update({**self._configured[name], **secret_headers})
 
 
 async def _fetch_headers(secret: SecretSettings, session: aiohttp.ClientSession, env: Mapping[str, str],

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 EXTENSION_API = "/2020-01-01/extension"
 TELEMETRY_API = "/2022-07-01/telemetry"
 SCHEMA_VERSION = "2022-12-13"  # the first with JSON-object log records
-TELEMETRY_TYPES = ("platform",)
+_OFF = "none"
 MAX_RESPONSE_BYTES = 1 << 20
 
 
@@ -64,19 +64,27 @@ class Started:
         self.pending_next = pending_next
 
 
-def listen_settings(env: Mapping[str, str]) -> tuple[bool, str, int]:
-    """Whether to subscribe, and where to listen, read leniently from the few variables that decide it.
+def listen_settings(env: Mapping[str, str]) -> tuple[tuple[str, ...], str, int]:
+    """What to subscribe to (nothing: no subscription), and where to listen, read leniently from the few
+    variables that decide it.
 
     The full settings are parsed strictly once `next` is out; if they turn out invalid, the extension
     drops what this listener receives and stays in pass-through mode.
     """
-    # Platform events feed the traces and the platform metrics: either one needs the subscription.
-    telemetry = any(env.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower() != "none"
-                    for signal in ("TRACES", "METRICS"))
+    def exported(signal: str) -> bool:
+        return env.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower() != _OFF
+
+    types: tuple[str, ...] = ()
+    if exported("TRACES") or exported("METRICS") or exported("LOGS"):
+        types = ("platform",)  # the spans, the platform metrics, and which invocation a log line belongs to
+    if exported("LOGS"):
+        types += ("function",)
+        if env.get("OTEL_LAMBDA_EXTENSION_LOGS", "").strip().lower() in ("true", "1"):
+            types += ("extension",)
     local = env.get("AWS_SAM_LOCAL", "").strip().lower() in ("true", "1")
     port = env.get("OTEL_LAMBDA_LISTENER_PORT", "").strip()
     host = "0.0.0.0" if local else "sandbox.localdomain"  # nosec B104: under `sam local` only
-    return telemetry, host, int(port) if port.isdigit() and int(port) <= 65535 else 0
+    return types, host, int(port) if port.isdigit() and int(port) <= 65535 else 0
 
 
 # ---- the smallest HTTP/1.1 this needs: one request per connection, `Connection: close` ------------
@@ -186,10 +194,14 @@ def secret_path() -> str:
     return "/" + os.urandom(18).hex()
 
 
-def subscribe(runtime_api: str, extension_id: str, uri: str) -> bool:
+def subscribe(runtime_api: str, extension_id: str, uri: str, types: Sequence[str]) -> bool:
     """True when subscribed; False when the platform has no Telemetry API (local emulators: 202/404)."""
-    subscription = {"schemaVersion": SCHEMA_VERSION, "types": list(TELEMETRY_TYPES),
-                    "buffering": {"maxItems": 1000, "maxBytes": 262_144, "timeoutMs": 25},
+    # Lambda drops records (never platform events) while a batch is in flight and the next is full: with the
+    # function's lines subscribed, the documented maxima let a burst wait on its side instead of being lost.
+    records = "function" in types or "extension" in types
+    buffering = {"maxItems": 10_000 if records else 1000, "maxBytes": 1_048_576 if records else 262_144,
+                 "timeoutMs": 25}
+    subscription = {"schemaVersion": SCHEMA_VERSION, "types": list(types), "buffering": buffering,
                     "destination": {"protocol": "HTTP", "URI": uri}}
     response = _call(runtime_api, "PUT", TELEMETRY_API, {"Lambda-Extension-Identifier": extension_id},
                      subscription)
@@ -211,19 +223,19 @@ def send_next(runtime_api: str, extension_id: str) -> socket.socket:
     return sock
 
 
-def start(runtime_api: str, name: str, *, telemetry: bool, host: str, port: int) -> Started:
-    """Register, and (when `telemetry`) bind and subscribe; then send the first `next`.
+def start(runtime_api: str, name: str, *, types: Sequence[str], host: str, port: int) -> Started:
+    """Register, and (when there are telemetry `types`) bind and subscribe to them; then send the first `next`.
 
     A listener or subscription problem is kept for the event loop to report: the extension then runs
     without telemetry rather than failing the function's init.
     """
     extension_id, function_name = register(runtime_api, name)
     listener, path, subscribed, problem = None, secret_path(), False, None
-    if telemetry:
+    if types:
         try:
             listener = bind_listener(host, port)
             bound_port = listener.getsockname()[1]
-            subscribed = subscribe(runtime_api, extension_id, f"http://sandbox.localdomain:{bound_port}{path}")
+            subscribed = subscribe(runtime_api, extension_id, f"http://sandbox.localdomain:{bound_port}{path}", types)
         except (OSError, BootstrapError) as error:
             problem = str(error)
     return Started(extension_id=extension_id, function_name=function_name, listener=listener, listener_path=path,

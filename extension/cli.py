@@ -21,10 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = os.environ
     runtime_api = env.get("AWS_LAMBDA_RUNTIME_API", "")
     began = time.perf_counter()
-    telemetry, host, port = bootstrap.listen_settings(env)
+    types, host, port = bootstrap.listen_settings(env)
     try:
-        started: bootstrap.Started | None = bootstrap.start(runtime_api, name, telemetry=telemetry, host=host,
-                                                            port=port)
+        started: bootstrap.Started | None = bootstrap.start(runtime_api, name, types=types, host=host, port=port)
         failure = None
     except bootstrap.BootstrapError as error:
         started, failure = None, error

@@ -26,8 +26,10 @@ wins over the general one.
 | OTEL_METRIC_EXPORT_INTERVAL               | 60000                 | integer ms >= 1000: a metrics window at most   |
 |                                           |                       | this often (and at SHUTDOWN)                   |
 | OTEL_LAMBDA_BUFFER_MAX_SPANS              | 2048                  | integer >= 1; the oldest are dropped beyond    |
+| OTEL_LAMBDA_BUFFER_MAX_LOG_RECORDS        | 4096                  | integer >= 1; the oldest are dropped beyond    |
 | OTEL_LAMBDA_BUFFER_MAX_BYTES              | 4194304               | integer >= 1024: estimated OTLP bytes of the   |
-|                                           |                       | buffered spans; the oldest are dropped beyond  |
+|                                           |                       | buffered spans, and of the log records         |
+| OTEL_LAMBDA_EXTENSION_LOGS                | false                 | true, false, 1, 0: extensions' lines as logs   |
 | OTEL_LAMBDA_SHUTDOWN_MARGIN_MS            | 200                   | integer >= 0, kept free before a deadline      |
 | OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS       | unset (deadline)      | integer >= 1: longest wait for runtimeDone    |
 | OTEL_LAMBDA_LISTENER_PORT                 | 0 (any free)          | integer 0-65535, the telemetry listener's port |
@@ -118,7 +120,9 @@ class Config:
     metrics_temporality: Temporality = "cumulative"
     metric_export_interval_ms: int = 60_000
     buffer_max_spans: int = 2048
+    buffer_max_log_records: int = 4096
     buffer_max_bytes: int = 4 * 1024 * 1024
+    extension_logs: bool = False
     shutdown_margin_ms: int = 200
     runtime_done_timeout_ms: int | None = None
     listener_port: int = 0
@@ -160,7 +164,9 @@ class Config:
                                             "cumulative"),
             metric_export_interval_ms=read.integer("OTEL_METRIC_EXPORT_INTERVAL", 60_000, minimum=1000),
             buffer_max_spans=read.integer("OTEL_LAMBDA_BUFFER_MAX_SPANS", 2048, minimum=1),
+            buffer_max_log_records=read.integer("OTEL_LAMBDA_BUFFER_MAX_LOG_RECORDS", 4096, minimum=1),
             buffer_max_bytes=read.integer("OTEL_LAMBDA_BUFFER_MAX_BYTES", 4 * 1024 * 1024, minimum=1024),
+            extension_logs=read.choice("OTEL_LAMBDA_EXTENSION_LOGS", _BOOLEANS, False),
             shutdown_margin_ms=read.integer("OTEL_LAMBDA_SHUTDOWN_MARGIN_MS", 200, minimum=0),
             runtime_done_timeout_ms=read.integer("OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS", None, minimum=1),
             listener_port=read.integer("OTEL_LAMBDA_LISTENER_PORT", 0, minimum=0, maximum=65535),

@@ -1,27 +1,31 @@
-"""The pipeline: telemetry batches in, spans into the bounded buffer, flushes out through the exporter."""
+"""The pipeline: telemetry batches in, spans and log records into their bounded buffers, flushes out through
+their exporters, and the metrics windows after them."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final
 
+from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.trace import ReadableSpan
 
 from extension import log
 from extension.buffer import Buffer
 from extension.convert.health import HealthSnapshot, HealthTotals
+from extension.convert.logs import LogAssembler
 from extension.convert.spans import SpanAssembler
 from extension.events import Invoke, PlatformRuntimeDone
 from extension.export.breaker import CircuitBreaker
-from extension.export.otlp import ExportResult
 from extension.metering import Metering
+from extension.outbox import ItemExporter, Outbox, Sent
 from extension.wire import parse_batch
 
 MAX_SPANS_PER_EXPORT: Final = 512
+MAX_LOG_RECORDS_PER_EXPORT: Final = 1024
 # Drops come in floods (a collector down for minutes, a burst of invocations): one line says enough.
 DROP_LOG_INTERVAL_S: Final = 10.0
 # A circuit that stays open refuses every flush without a request; one line per interval says so.
@@ -29,18 +33,12 @@ REFUSAL_LOG_INTERVAL_S: Final = 10.0
 _REMEMBERED_DONE: Final = 256
 
 
-class SpanExporter(Protocol):
-    async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult: ...
-    def closing(self) -> None:
-        """The next flush is the last (SHUTDOWN): spans left in the buffer after it are lost."""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlushOutcome:
-    exported: int
+    exported: int  # spans
     failed: int
     left: int
-    attempts: int = 0  # export requests sent, retries included
+    attempts: int = 0  # export requests sent for spans, retries included
 
 
 class _Every:
@@ -59,15 +57,33 @@ class _Every:
         return False
 
 
+class _Lines:
+    """One signal's rate-limited problem lines."""
+
+    def __init__(self, signal: str, items: str) -> None:
+        self.signal, self.items = signal, items
+        self.drops = _Every(DROP_LOG_INTERVAL_S)
+        self.refusals = _Every(REFUSAL_LOG_INTERVAL_S)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogRecords:
+    """The function's (and extensions') log lines: how they are made, and where they wait."""
+
+    assembler: LogAssembler
+    outbox: Outbox[ReadableLogRecord]
+
+
 class Pipeline:
     """`accept` runs in the listener (sync, never raises); `flush` is awaited by the lifecycle."""
 
-    def __init__(self, assembler: SpanAssembler, buffer: Buffer[ReadableSpan], exporter: SpanExporter | None,
-                 *, metering: Metering | None = None, breaker: CircuitBreaker | None = None,
+    def __init__(self, assembler: SpanAssembler, buffer: Buffer[ReadableSpan],
+                 exporter: ItemExporter[ReadableSpan] | None, *, logs: LogRecords | None = None,
+                 metering: Metering | None = None, breaker: CircuitBreaker | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._assembler = assembler
-        self._buffer = buffer
-        self._exporter = exporter
+        self._spans = Outbox(buffer, exporter, max_per_export=MAX_SPANS_PER_EXPORT)
+        self._logs = logs
         self._metering = metering
         self._breaker = breaker  # read for the health metrics only
         self._clock = clock
@@ -75,20 +91,18 @@ class Pipeline:
         self._waiting: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        self._reported_drops = 0
-        self._drop_lines = _Every(DROP_LOG_INTERVAL_S)
-        self._refusal_lines = _Every(REFUSAL_LOG_INTERVAL_S)
+        self._lines = {"traces": _Lines("traces", "spans"), "logs": _Lines("logs", "log_records")}
+        self._metrics_refusals = _Every(REFUSAL_LOG_INTERVAL_S)
         self._closing = False
         self.batches = 0
-        self.rejected = 0
-        self.exported = 0
-        self.export_failures = 0
-        self.export_retries = 0
 
     def accept(self, raw: bytes) -> None:
         batch = parse_batch(raw)
         self.batches += 1
-        self._buffer.extend(self._assembler.feed_batch(batch))
+        # Spans first: the log records of an invocation starting in this batch ask for its span's ids.
+        self._spans.buffer.extend(self._assembler.feed_batch(batch))
+        if self._logs is not None:
+            self._logs.outbox.buffer.extend(self._logs.assembler.feed(batch.events))
         if self._metering is not None:
             self._metering.feed(batch.events)
         for event in batch.events:
@@ -98,16 +112,28 @@ class Pipeline:
 
     @property
     def pending(self) -> int:
-        """Spans waiting, plus one when a metrics window is due or waits."""
-        return len(self._buffer) + (1 if self._metering is not None and self._metering.pending else 0)
+        """Spans and log records waiting, plus one when a metrics window is due or waits."""
+        logs = len(self._logs.outbox) if self._logs is not None else 0
+        return len(self._spans) + logs + (1 if self._metering is not None and self._metering.pending else 0)
 
     def health(self) -> HealthSnapshot:
-        totals = HealthTotals(spans_exported=self.exported, spans_dropped=self._buffer.dropped,
-                              spans_rejected=self.rejected, export_failures=self.export_failures,
-                              export_retries=self.export_retries, telemetry_batches=self.batches,
-                              malformed_events=self._assembler.stats.malformed)
-        return HealthSnapshot(totals=totals, buffered_spans=len(self._buffer), buffered_bytes=self._buffer.size_bytes,
+        spans = self._spans.totals
+        outboxes = [self._spans.totals] + ([self._logs.outbox.totals] if self._logs is not None else [])
+        totals = HealthTotals(
+            spans_exported=spans.exported, spans_dropped=self._spans.buffer.dropped, spans_rejected=spans.rejected,
+            export_failures=sum(t.failures for t in outboxes), export_retries=sum(t.retries for t in outboxes),
+            telemetry_batches=self.batches, malformed_events=self._assembler.stats.malformed,
+            **self._log_totals())
+        return HealthSnapshot(totals=totals, buffered_spans=len(self._spans),
+                              buffered_bytes=self._spans.buffer.size_bytes,
                               breaker_state=self._breaker.state.value if self._breaker is not None else "closed")
+
+    def _log_totals(self) -> dict[str, int]:
+        if self._logs is None:
+            return {}
+        assembler, outbox = self._logs.assembler, self._logs.outbox
+        return {"log_records_exported": outbox.totals.exported, "log_records_dropped": outbox.buffer.dropped,
+                "log_records_lost_by_platform": assembler.dropped_records}
 
     def note_invoke(self, invoke: Invoke) -> None:
         self._assembler.note_invoke(invoke)
@@ -129,50 +155,30 @@ class Pipeline:
 
     def drain_orphans(self) -> None:
         """At SHUTDOWN (the lifecycle calls it once, right before the last flush): no telemetry comes any
-        more, so emit what the assembler still holds, and tell the exporter that its next flush is the last."""
-        self._buffer.extend(self._assembler.drain_orphans())
+        more, so emit what the assembler still holds, and tell the exporters that their next flush is the last."""
+        self._spans.buffer.extend(self._assembler.drain_orphans())
         self._closing = True
-        if self._exporter is not None:
-            self._exporter.closing()
+        self._spans.closing()
+        if self._logs is not None:
+            self._logs.outbox.closing()
         if self._metering is not None:
             self._metering.closing()
 
     async def flush(self, *, deadline: float) -> FlushOutcome:
-        """Export what the buffer holds, in requests of bounded size, until done or out of time.
-
-        A failed request goes back to the front of the buffer and leaves with the next flush.
+        """Export what the buffers hold, in requests of bounded size, until done or out of time: spans first,
+        then log records, then a metrics window if one is due. A failed request goes back to the front of its
+        buffer and leaves with the next flush.
         """
         async with self._flush_lock:
-            started, exported, failed, attempts = self._clock(), 0, 0, 0
-            result: ExportResult | None = None
-            partial = _Partial()
-            while self._buffer and self._exporter is not None:
-                spans = self._buffer.drain(MAX_SPANS_PER_EXPORT)
-                try:
-                    result = await self._exporter.export(spans, deadline=deadline)
-                except asyncio.CancelledError:  # out of time: the outcome is unknown, so they are sent again
-                    self._buffer.requeue_front(spans)
-                    raise
-                attempts += result.attempts
-                self.export_retries += result.retries
-                if not result.ok:
-                    self.export_failures += 1 if result.attempts else 0
-                    failed = len(spans)
-                    if result.retryable:  # back to the front: they leave first with the next flush
-                        self._buffer.requeue_front(spans)
-                    else:  # the collector refused them for good (e.g. 400): sending again cannot help
-                        self.rejected += len(spans)
-                    break
-                exported += len(spans)
-                self.rejected += result.rejected + result.unencodable
-                partial.add(result)
-            self.exported += exported - partial.rejected - partial.unencodable
-            self._log(_Flushed(exported=exported, failed=failed, attempts=attempts, partial=partial), result,
-                      started)
+            started = self._clock()
+            spans = await self._spans.send(deadline=deadline)
+            logs = await self._logs.outbox.send(deadline=deadline) if self._logs is not None else None
+            self._log(spans, logs, started)
             if self._metering is not None:
                 self._metering.health.record_flush(self._clock() - started)
                 await self._flush_metrics(deadline)
-            return FlushOutcome(exported=exported, failed=failed, left=len(self._buffer), attempts=attempts)
+            return FlushOutcome(exported=spans.exported, failed=spans.failed, left=len(self._spans),
+                                attempts=spans.attempts)
 
     async def _flush_metrics(self, deadline: float) -> None:
         """After the spans, in the same flush and within its deadline: one request for the waiting windows."""
@@ -180,12 +186,10 @@ class Pipeline:
         result = await self._metering.flush(self.health(), deadline=deadline)
         if result is None:
             return
-        self.export_retries += result.retries
         if result.ok:
             log.get().debug("metrics_flushed", windows=result.items, duration_ms=round(result.duration_s * 1000, 3))
             return
-        self.export_failures += 1 if result.attempts else 0
-        if result.attempts or self._refusal_lines.ready(self._clock(), force=self._closing):
+        if result.attempts or self._metrics_refusals.ready(self._clock(), force=self._closing):
             log.get().warning("metrics_export_failed", status=result.status, error=result.error,
                               retryable=result.retryable, windows=result.items,
                               waiting=len(self._metering.windows), dropped_windows=self._metering.windows.dropped)
@@ -198,59 +202,52 @@ class Pipeline:
         if waiting is not None:
             waiting.set()
 
-    def _log(self, flushed: _Flushed, result: ExportResult | None, started: float) -> None:
-        """One line per flush that did something, and one about drops at most every DROP_LOG_INTERVAL_S."""
+    def _log(self, spans: Sent, logs: Sent | None, started: float) -> None:
+        """One line per flush that did something, or one per signal that had a problem; drops at most every
+        DROP_LOG_INTERVAL_S."""
         now = self._clock()
-        self._log_drops(now)
-        if result is None:
+        outboxes: list[tuple[Outbox[Any], Sent | None, _Lines]] = [(self._spans, spans, self._lines["traces"])]
+        if self._logs is not None:
+            outboxes.append((self._logs.outbox, logs, self._lines["logs"]))
+        for outbox, _, lines in outboxes:
+            self._log_drops(outbox, lines, now)
+        if all(sent is None or sent.result is None for _, sent, _ in outboxes):
             return
-        stats = self._assembler.stats
-        fields = {"spans": flushed.exported, "failed": flushed.failed, "attempts": flushed.attempts,
-                  "buffered": len(self._buffer), "dropped_total": self._buffer.dropped,
-                  "rejected_total": self.rejected, "malformed_total": stats.malformed,
-                  "duration_ms": round((now - started) * 1000, 3)}
-        if not result.ok:
-            if flushed.attempts == 0 and flushed.exported == 0:  # refused before any request: say so rarely
-                if not self._refusal_lines.ready(now, force=self._closing):
-                    return
-                fields["suppressed"], self._refusal_lines.suppressed = self._refusal_lines.suppressed, 0
-            log.get().warning("export_failed", status=result.status, error=result.error,
-                              retryable=result.retryable, **fields)
-        elif flushed.partial.rejected or flushed.partial.unencodable:
-            log.get().warning("export_partially_rejected", rejected=flushed.partial.rejected,
-                              unencodable=flushed.partial.unencodable, message=flushed.partial.message, **fields)
-        else:
+        fields: dict[str, object] = {
+            "spans": spans.exported, "failed": spans.failed, "attempts": spans.attempts, "buffered": len(self._spans),
+            "dropped_total": self._spans.buffer.dropped, "rejected_total": self._spans.totals.rejected,
+            "malformed_total": self._assembler.stats.malformed, "duration_ms": round((now - started) * 1000, 3)}
+        if self._logs is not None and logs is not None:
+            fields.update(log_records=logs.exported, log_records_failed=logs.failed,
+                          log_records_buffered=len(self._logs.outbox),
+                          log_records_dropped_total=self._logs.outbox.buffer.dropped,
+                          log_records_lost_by_platform=self._logs.assembler.dropped_records)
+        problems = [(sent, lines) for _, sent, lines in outboxes
+                    if sent is not None and sent.result is not None and (not sent.result.ok or sent.partial)]
+        for sent, lines in problems:
+            self._log_problem(sent, lines, now, fields)
+        if not problems:
             log.get().info("flushed", **fields)
 
-    def _log_drops(self, now: float) -> None:
-        dropped = self._buffer.dropped - self._reported_drops
-        if not dropped or not self._drop_lines.ready(now, force=self._closing):
+    def _log_problem(self, sent: Sent, lines: _Lines, now: float, fields: dict[str, object]) -> None:
+        assert sent.result is not None
+        signal: dict[str, object] = {"signal": lines.signal} if lines.signal != "traces" else {}
+        if not sent.result.ok:
+            if sent.attempts == 0 and sent.exported == 0:  # refused before any request: say so rarely
+                if not lines.refusals.ready(now, force=self._closing):
+                    return
+                signal["suppressed"], lines.refusals.suppressed = lines.refusals.suppressed, 0
+            log.get().warning("export_failed", status=sent.result.status, error=sent.result.error,
+                              retryable=sent.result.retryable, **signal, **fields)
+        else:
+            log.get().warning("export_partially_rejected", rejected=sent.rejected, unencodable=sent.unencodable,
+                              message=sent.message, **signal, **fields)
+
+    def _log_drops(self, outbox: Outbox[Any], lines: _Lines, now: float) -> None:
+        pending = outbox.buffer.dropped - outbox.totals.reported_drops
+        if not pending or not lines.drops.ready(now, force=self._closing):
             return
-        self._reported_drops = self._buffer.dropped
-        log.get().warning("spans_dropped", dropped=dropped, dropped_total=self._buffer.dropped,
-                          max_spans=self._buffer.max_items, max_bytes=self._buffer.max_bytes,
-                          buffered=len(self._buffer))
-
-
-@dataclass(slots=True)
-class _Partial:
-    """What the endpoint refused of the requests it accepted in one flush (OTLP partial success), and what
-    could not be encoded to be sent at all."""
-
-    rejected: int = 0
-    unencodable: int = 0
-    message: str | None = None
-
-    def add(self, result: ExportResult) -> None:
-        self.unencodable += result.unencodable
-        if result.rejected:
-            self.rejected += result.rejected
-            self.message = result.message or self.message
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Flushed:
-    exported: int
-    failed: int
-    attempts: int
-    partial: _Partial
+        dropped = outbox.unreported_drops()
+        log.get().warning(f"{lines.items}_dropped", dropped=dropped, dropped_total=outbox.buffer.dropped,
+                          max_items=outbox.buffer.max_items, max_bytes=outbox.buffer.max_bytes,
+                          buffered=len(outbox))

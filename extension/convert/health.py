@@ -29,6 +29,9 @@ class HealthTotals:
     export_retries: int = 0
     telemetry_batches: int = 0
     malformed_events: int = 0  # telemetry events the extension could not read
+    log_records_exported: int = 0
+    log_records_dropped: int = 0  # the log buffer overflowed: the oldest were dropped
+    log_records_lost_by_platform: int = 0  # platform.logsDropped: records Lambda could not deliver to us
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +52,11 @@ _SUMS: Final = {
     "export_retries": ("lambda_extension.export.retries", "{request}", "Export requests sent again"),
     "telemetry_batches": ("lambda_extension.telemetry.batches", "{batch}", "Telemetry API deliveries received"),
     "malformed_events": ("lambda_extension.telemetry.malformed", "{event}", "Telemetry events that could not be read"),
+    "log_records_exported": ("lambda_extension.log_records.exported", "{record}", "Log records the endpoint accepted"),
+    "log_records_dropped": ("lambda_extension.log_records.dropped", "{record}",
+                            "Log records dropped because the buffer was full"),
+    "log_records_lost_by_platform": ("lambda_extension.log_records.lost_by_platform", "{record}",
+                                     "Log records Lambda dropped before delivering them (platform.logsDropped)"),
 }
 
 

@@ -26,9 +26,9 @@ class CircuitBreaker:
 
     Why: a collector that is down or hanging costs every flush a connection attempt or a whole timeout,
     and with the `end` strategy every invocation pays that in post-runtime time. Once it failed
-    `failure_threshold` times in a row, flushes fail at once (the spans stay in the buffer) and a single
-    probe per cool-down finds out when it is back. Only unavailability counts as failure: an answer that
-    refuses the data (400) or throttles (429) comes from a collector that is up.
+    `failure_threshold` times in a row, or a request waited out its whole timeout, flushes fail at once (the
+    data stays in the buffer) and a single probe per cool-down finds out when it is back. Only unavailability
+    counts as failure: an answer that refuses the data (400) or throttles (429) comes from a collector that is up.
     """
 
     def __init__(self, settings: BreakerSettings | None = None) -> None:
@@ -80,6 +80,15 @@ class CircuitBreaker:
         self._failures += 1
         if self._state is BreakerState.OPEN or self._failures >= self.settings.failure_threshold:
             self._open(now)
+
+    def on_timeout(self, now: float) -> None:
+        """No answer within the whole timeout: open at once. A hanging collector is the costliest failure (each
+        request waits out its timeout, billed), and the signals that share this breaker must not each pay it."""
+        if self._state is BreakerState.HALF_OPEN:
+            self.on_failure(now)
+            return
+        self._failures = max(self._failures + 1, self.settings.failure_threshold)
+        self._open(now)
 
     def on_abandoned(self) -> None:
         """A request's outcome will never be known (cancelled at a deadline): a probe may go out again."""

@@ -108,6 +108,8 @@ class ResilientExporter(Generic[T]):
             return
         if result.ok or not result.retryable or result.status == 429:
             self.breaker.on_success()  # it answered: it is up, even if it refused or throttled
+        elif result.timed_out:
+            self.breaker.on_timeout(now)
         else:
             self.breaker.on_failure(now)
         if result.status == 429:

@@ -91,8 +91,8 @@ async def test_only_the_declared_modules_are_loaded_before_the_first_next(tmp_pa
         import extension.cli  # what cli.main has loaded when it starts
         from extension import bootstrap
         env = {{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:{site.port}", "OTEL_LAMBDA_LISTENER_PORT": "0"}}
-        telemetry, host, port = bootstrap.listen_settings(env)
-        started = bootstrap.start(env["AWS_LAMBDA_RUNTIME_API"], "otel-extension", telemetry=telemetry,
+        types, host, port = bootstrap.listen_settings(env)
+        started = bootstrap.start(env["AWS_LAMBDA_RUNTIME_API"], "otel-extension", types=types,
                                   host="127.0.0.1", port=port)
         added = sorted(set(sys.modules) - before)
         import json

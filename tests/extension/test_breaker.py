@@ -102,3 +102,14 @@ def test_a_late_failure_while_open_extends_the_open_period() -> None:
 def test_the_threshold_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         CircuitBreaker(BreakerSettings(failure_threshold=0))
+
+
+def test_a_timeout_opens_at_once_and_a_timed_out_probe_waits_longer() -> None:
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=3, cooldown_s=1.0))
+
+    breaker.on_timeout(0.0)  # one whole timeout is evidence enough: the next request would wait as long
+
+    assert breaker.state is BreakerState.OPEN and not breaker.allow(0.5)
+    assert breaker.allow(1.0)  # the probe
+    breaker.on_timeout(1.5)
+    assert breaker.state is BreakerState.OPEN and breaker.reopens_at() == 3.5  # cool-down doubled

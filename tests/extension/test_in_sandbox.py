@@ -206,3 +206,39 @@ async def test_platform_and_health_metrics_equal_what_the_platform_reported(
     assert 0 < exported.as_int <= len(spans)  # type: ignore[attr-defined]
     assert points["lambda_extension.spans.dropped"][-1].as_int == 0  # type: ignore[attr-defined]
     assert points["lambda_extension.breaker.state"][-1].as_int == 0  # type: ignore[attr-defined]
+
+
+async def test_function_logs_join_their_invocation_trace(make_settings: SettingsFactory, built_layer: Path,
+                                                         work_dir: Path) -> None:
+    output = Output()
+    async with OTLPReceiver(port=0) as receiver:
+        async with sandbox_with_extension(make_settings, built_layer, work_dir, receiver, output) as sandbox:
+            records = [await sandbox.invoke(b'{"action": "succeed"}', trace_header=TRACE) for _ in range(3)]
+        servers = invocation_spans(receiver.spans())
+        logs = receiver.log_records()
+    for record in records:
+        [line] = [log for log in logs if log.body == f"handling request {record.request_id}"]
+        span = servers[record.request_id]
+        assert (line.trace_id, line.span_id) == (span.trace_id, span.span_id)
+        assert line.record.severity_text == "INFO" and line.record.severity_number == 9
+        assert line.attributes["faas.invocation_id"] == record.request_id
+        assert line.resource["service.name"] == "shop"
+
+
+async def test_ten_thousand_lines_are_delivered_or_counted(make_settings: SettingsFactory, built_layer: Path,
+                                                           work_dir: Path) -> None:
+    output = Output()
+    env = {"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "cumulative"}
+    async with OTLPReceiver(port=0) as receiver:
+        async with sandbox_with_extension(make_settings, built_layer, work_dir, receiver, output, env=env,
+                                          timeout_s=10.0) as sandbox:
+            record = await sandbox.invoke(b'{"action": "chatty", "lines": 10000}')
+        lines = [log.body for log in receiver.log_records() if str(log.body).startswith("log line ")]
+        points = metric_points(receiver)
+    assert record.status == "success"
+    assert len(set(lines)) == len(lines)  # none twice
+    dropped = points["lambda_extension.log_records.dropped"][-1].as_int  # type: ignore[attr-defined]
+    lost = points["lambda_extension.log_records.lost_by_platform"][-1].as_int  # type: ignore[attr-defined]
+    # What did not arrive, the extension counted: dropped from its full buffer, or never delivered by Lambda.
+    assert len(lines) + dropped + lost == 10_000
+    assert len(lines) >= 4096  # at least a full buffer's worth arrived
