@@ -107,7 +107,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
                                 metering=_metering(config, headers.signals["metrics"], out, assembler),
                                 breaker=exporter.breaker if exporter is not None else None)
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
-            assert started.listener is not None
+            assert started.listener is not None  # noqa: S101 -- for mypy: `subscribed` implies a listener
             async with serve(make_app(pipeline.accept, started.listener_path), started.listener), \
                     asyncio.TaskGroup() as tasks:
                 flusher.attach(tasks.create_task(flusher.run(), name="background-flush"))

@@ -83,7 +83,9 @@ def listen_settings(env: Mapping[str, str]) -> tuple[tuple[str, ...], str, int]:
             types += ("extension",)
     local = env.get("AWS_SAM_LOCAL", "").strip().lower() in ("true", "1")
     port = env.get("OTEL_LAMBDA_LISTENER_PORT", "").strip()
-    host = "0.0.0.0" if local else "sandbox.localdomain"  # nosec B104: under `sam local` only
+    # `sam local` has no sandbox.localdomain; its container publishes only the runtime API's port, and the
+    # listener's path is unguessable.
+    host = "0.0.0.0" if local else "sandbox.localdomain"  # noqa: S104 -- under `sam local` only, see above
     return types, host, int(port) if port.isdigit() and int(port) <= 65535 else 0
 
 

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.get().info("started", fast_start_ms=round((next_sent - began) * 1000, 1),
                    imports_ms=round((time.perf_counter() - next_sent) * 1000, 1))
     if started is None:
-        assert failure is not None
+        assert failure is not None  # noqa: S101 -- for mypy: no `started` means a `failure`
         log.get().error("register_failed", status=failure.status, error=str(failure))
         return 1
     try:

@@ -56,15 +56,18 @@ def pass_through(name: str) -> int:
     """Register for SHUTDOWN only, so no invocation ever waits for us, and wait for it."""
     import urllib.request
 
-    base = f"http://{os.environ.get('AWS_LAMBDA_RUNTIME_API', '')}/2020-01-01/extension"
+    api = os.environ.get("AWS_LAMBDA_RUNTIME_API", "")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the function's proxy is not for us
-    register = urllib.request.Request(f"{base}/register", data=json.dumps({"events": ["SHUTDOWN"]}).encode(),
-                                      headers={"Lambda-Extension-Name": name}, method="POST")
+    # The scheme is spelled out at each call: http to the Runtime API, never a scheme taken from the environment.
+    register = urllib.request.Request(f"http://{api}/2020-01-01/extension/register", method="POST",
+                                      data=json.dumps({"events": ["SHUTDOWN"]}).encode(),
+                                      headers={"Lambda-Extension-Name": name})
     with opener.open(register) as response:
         identifier = response.headers["Lambda-Extension-Identifier"]
     while True:
         # No timeout: next blocks for as long as the environment is frozen.
-        following = urllib.request.Request(f"{base}/event/next", headers={"Lambda-Extension-Identifier": identifier})
+        following = urllib.request.Request(f"http://{api}/2020-01-01/extension/event/next",
+                                           headers={"Lambda-Extension-Identifier": identifier})
         with opener.open(following) as response:
             if json.load(response).get("eventType") == "SHUTDOWN":
                 return 0

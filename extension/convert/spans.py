@@ -232,7 +232,7 @@ class SpanAssembler:
         self, invocation: _Invocation, outcome: PlatformRuntimeDone | PlatformReport, out: list[ReadableSpan]
     ) -> None:
         ids, start = invocation.ids, invocation.start
-        assert ids is not None and start is not None  # callers check; ids are set together with start
+        assert ids is not None and start is not None  # noqa: S101 -- for mypy: callers check, ids come with start
         invocation.emitted = True
         arn = self._arns.pop(start.request_id, None)
         spans = self._build.invocation(

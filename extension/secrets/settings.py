@@ -36,7 +36,7 @@ from extension.errors import ConfigError
 
 Service = Literal["secretsmanager", "ssm"]
 
-SECRET_ARN: Final = "OTEL_LAMBDA_HEADERS_SECRET_ARN"
+SECRET_ARN: Final = "OTEL_LAMBDA_HEADERS_SECRET_ARN"  # noqa: S105 -- a variable's name, not a secret
 PARAMETER: Final = "OTEL_LAMBDA_HEADERS_PARAMETER"
 JSON_KEY: Final = "OTEL_LAMBDA_HEADERS_JSON_KEY"
 HEADER_NAME: Final = "OTEL_LAMBDA_HEADERS_HEADER_NAME"
