@@ -161,13 +161,12 @@ class _SignalHeaders:
     def __init__(self, config: Config) -> None:
         configured = {"traces": config.traces, "logs": config.logs, "metrics": config.metrics}
         self._configured = {name: dict(signal.headers) for name, signal in configured.items()}
-        self.signals = {name: replace(signal, headers=dict(signal.headers)) for name, signal in configured.items()}
+        self._current = {name: dict(headers) for name, headers in self._configured.items()}
+        self.signals = {name: replace(signal, headers=self._current[name]) for name, signal in configured.items()}
 
     def apply(self, secret_headers: Mapping[str, str]) -> None:
         """Replace, not add: a header that a rotated secret no longer holds must stop being sent."""
-        for name, signal in self.signals.items():
-            current = signal.headers
-            assert isinstance(current, dict)
+        for name, current in self._current.items():
             current.clear()
             current.update({**self._configured[name], **secret_headers})
 

@@ -20,6 +20,7 @@ from extension.convert.logs import LogAssembler
 from extension.convert.spans import SpanAssembler
 from extension.events import Invoke, PlatformRuntimeDone
 from extension.export.breaker import CircuitBreaker
+from extension.export.otlp import ExportResult
 from extension.metering import Metering
 from extension.outbox import ItemExporter, Outbox, Sent
 from extension.wire import parse_batch
@@ -176,14 +177,13 @@ class Pipeline:
             self._log(spans, logs, started)
             if self._metering is not None:
                 self._metering.health.record_flush(self._clock() - started)
-                await self._flush_metrics(deadline)
+                await self._flush_metrics(self._metering, deadline)
             return FlushOutcome(exported=spans.exported, failed=spans.failed, left=len(self._spans),
                                 attempts=spans.attempts)
 
-    async def _flush_metrics(self, deadline: float) -> None:
+    async def _flush_metrics(self, metering: Metering, deadline: float) -> None:
         """After the spans, in the same flush and within its deadline: one request for the waiting windows."""
-        assert self._metering is not None
-        result = await self._metering.flush(self.health(), deadline=deadline)
+        result = await metering.flush(self.health(), deadline=deadline)
         if result is None:
             return
         if result.ok:
@@ -192,7 +192,7 @@ class Pipeline:
         if result.attempts or self._metrics_refusals.ready(self._clock(), force=self._closing):
             log.get().warning("metrics_export_failed", status=result.status, error=result.error,
                               retryable=result.retryable, windows=result.items,
-                              waiting=len(self._metering.windows), dropped_windows=self._metering.windows.dropped)
+                              waiting=len(metering.windows), dropped_windows=metering.windows.dropped)
 
     def _mark_done(self, request_id: str) -> None:
         self._done[request_id] = None
@@ -222,23 +222,23 @@ class Pipeline:
                           log_records_buffered=len(self._logs.outbox),
                           log_records_dropped_total=self._logs.outbox.buffer.dropped,
                           log_records_lost_by_platform=self._logs.assembler.dropped_records)
-        problems = [(sent, lines) for _, sent, lines in outboxes
+        problems = [(sent, sent.result, lines) for _, sent, lines in outboxes
                     if sent is not None and sent.result is not None and (not sent.result.ok or sent.partial)]
-        for sent, lines in problems:
-            self._log_problem(sent, lines, now, fields)
+        for sent, result, lines in problems:
+            self._log_problem(sent, result, lines, now, fields)
         if not problems:
             log.get().info("flushed", **fields)
 
-    def _log_problem(self, sent: Sent, lines: _Lines, now: float, fields: dict[str, object]) -> None:
-        assert sent.result is not None
+    def _log_problem(self, sent: Sent, result: ExportResult, lines: _Lines, now: float,
+                     fields: dict[str, object]) -> None:
         signal: dict[str, object] = {"signal": lines.signal} if lines.signal != "traces" else {}
-        if not sent.result.ok:
+        if not result.ok:
             if sent.attempts == 0 and sent.exported == 0:  # refused before any request: say so rarely
                 if not lines.refusals.ready(now, force=self._closing):
                     return
                 signal["suppressed"], lines.refusals.suppressed = lines.refusals.suppressed, 0
-            log.get().warning("export_failed", status=sent.result.status, error=sent.result.error,
-                              retryable=sent.result.retryable, **signal, **fields)
+            log.get().warning("export_failed", status=result.status, error=result.error,
+                              retryable=result.retryable, **signal, **fields)
         else:
             log.get().warning("export_partially_rejected", rejected=sent.rejected, unencodable=sent.unencodable,
                               message=sent.message, **signal, **fields)
