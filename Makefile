@@ -16,6 +16,7 @@ help:
 	@echo "make lint       ruff, mypy and the import contracts"
 	@echo "make layer      every layer zip (Python runtime x architecture) in dist/, with their sizes"
 	@echo "make layer-lock re-resolve the layer's wheels into layer/requirements.lock (after a dependency change)"
+	@echo "make phoenix    PHOENIX_PORT=<port>: the sample functions exporting to Arize Phoenix; prints the trace URLs"
 
 $(STAMP): pyproject.toml sandbox/runtime-requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +32,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check extension sandbox tests layer examples bench
+	$(BIN)/ruff check extension sandbox tests layer examples bench e2e
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -59,5 +60,24 @@ bench-startup: layer-local
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer
 
+# Arize Phoenix, a real tracing backend, in an environment of its own: large (about 850 MB), and its
+# OpenTelemetry and protobuf pins are its own. Nothing of ours imports it; we talk to it over HTTP.
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
+PHOENIX_PORT ?= 6006
+
+.PHONY: phoenix-venv phoenix
+
+$(PHOENIX_STAMP): e2e/phoenix-requirements.txt
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/pip install --quiet --upgrade pip
+	$(PHOENIX_VENV)/bin/pip install --quiet -r e2e/phoenix-requirements.txt
+	touch $(PHOENIX_STAMP)
+
+phoenix-venv: $(PHOENIX_STAMP)
+
+phoenix: layer-local $(PHOENIX_STAMP)
+	$(BIN)/python -m e2e --phoenix $(PHOENIX_VENV)/bin/phoenix --port $(PHOENIX_PORT)
+
 clean:
-	rm -rf $(VENV) build dist .sandbox
+	rm -rf $(VENV) $(PHOENIX_VENV) build dist .sandbox
