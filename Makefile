@@ -17,6 +17,7 @@ help:
 	@echo "make layer      every layer zip (Python runtime x architecture) in dist/, with their sizes"
 	@echo "make layer-lock re-resolve the layer's wheels into layer/requirements.lock (after a dependency change)"
 	@echo "make phoenix    PHOENIX_PORT=<port>: the sample functions exporting to Arize Phoenix; prints the trace URLs"
+	@echo "make test-phoenix  the end-to-end test: Phoenix's REST API and its trace view in headless Chromium"
 
 $(STAMP): pyproject.toml sandbox/runtime-requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -66,7 +67,7 @@ PHOENIX_VENV := .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
 PHOENIX_PORT ?= 6006
 
-.PHONY: phoenix-venv phoenix
+.PHONY: phoenix-venv phoenix test-phoenix chromium
 
 $(PHOENIX_STAMP): e2e/phoenix-requirements.txt
 	$(PYTHON) -m venv $(PHOENIX_VENV)
@@ -78,6 +79,12 @@ phoenix-venv: $(PHOENIX_STAMP)
 
 phoenix: layer-local $(PHOENIX_STAMP)
 	$(BIN)/python -m e2e --phoenix $(PHOENIX_VENV)/bin/phoenix --port $(PHOENIX_PORT)
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test-phoenix: $(STAMP) $(PHOENIX_STAMP) chromium
+	$(BIN)/pytest -m phoenix tests/e2e
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) build dist .sandbox
