@@ -17,6 +17,8 @@ help:
 	@echo "make audit      the locked layer wheels and the dev venv against PyPI's advisories; security rules"
 	@echo "make layer      every layer zip (Python runtime x architecture) in dist/, with their sizes"
 	@echo "make layer-lock re-resolve the layer's wheels into layer/requirements.lock (after a dependency change)"
+	@echo "make phoenix    PHOENIX_PORT=<port>: the sample functions exporting to Arize Phoenix; prints the trace URLs"
+	@echo "make test-phoenix  the end-to-end test: Phoenix's REST API and its trace view in headless Chromium"
 
 $(STAMP): pyproject.toml sandbox/runtime-requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check extension sandbox tests layer examples bench
+	$(BIN)/ruff check extension sandbox tests layer examples bench e2e
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -66,5 +68,30 @@ bench-startup: layer-local
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer
 
+# Arize Phoenix, a real tracing backend, in an environment of its own: large (about 850 MB), and its
+# OpenTelemetry and protobuf pins are its own. Nothing of ours imports it; we talk to it over HTTP.
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
+PHOENIX_PORT ?= 6006
+
+.PHONY: phoenix-venv phoenix test-phoenix chromium
+
+$(PHOENIX_STAMP): e2e/phoenix-requirements.txt
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/pip install --quiet --upgrade pip
+	$(PHOENIX_VENV)/bin/pip install --quiet -r e2e/phoenix-requirements.txt
+	touch $(PHOENIX_STAMP)
+
+phoenix-venv: $(PHOENIX_STAMP)
+
+phoenix: layer-local $(PHOENIX_STAMP)
+	$(BIN)/python -m e2e --phoenix $(PHOENIX_VENV)/bin/phoenix --port $(PHOENIX_PORT)
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test-phoenix: $(STAMP) $(PHOENIX_STAMP) chromium
+	$(BIN)/pytest -m phoenix tests/e2e
+
 clean:
-	rm -rf $(VENV) build dist .sandbox
+	rm -rf $(VENV) $(PHOENIX_VENV) build dist .sandbox
