@@ -46,7 +46,11 @@ async def sandbox_with_extension(make_settings: SettingsFactory, layer: Path, wo
 
 
 def invocation_spans(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
-    return {str(s.attributes["faas.invocation_id"]): s for s in spans if s.span.kind == s.span.SPAN_KIND_SERVER}
+    """The SERVER span of each invocation; an invocation with two of them fails the test."""
+    servers = [s for s in spans if s.span.kind == s.span.SPAN_KIND_SERVER]
+    by_request = {str(s.attributes["faas.invocation_id"]): s for s in servers}
+    assert len(by_request) == len(servers), "an invocation has more than one SERVER span"
+    return by_request
 
 
 def event_time_ns(event: pe.TelemetryEvent) -> int:
@@ -66,12 +70,18 @@ async def test_spans_of_every_invocation_arrive_with_the_platform_times(
             history = sandbox.hub.platform_history
         spans = receiver.spans()
     by_request = invocation_spans(spans)
-    starts = {e.record["requestId"]: e for e in history if e.type == "platform.start" and isinstance(e.record, dict)}
+    def of_type(kind: str) -> dict[str, pe.TelemetryEvent]:
+        return {e.record["requestId"]: e for e in history if e.type == kind and isinstance(e.record, dict)}
+
+    starts, dones = of_type("platform.start"), of_type("platform.runtimeDone")
     for record in records:
         span = by_request[record.request_id]
         assert span.name == "shop"
         assert span.trace_id == ROOT_ID and span.parent_span_id == PARENT
         assert span.span.start_time_unix_nano == event_time_ns(starts[record.request_id])
+        # runtimeDone's durationMs (microseconds) is finer than its millisecond timestamp: the span ends by it.
+        duration_ms = dones[record.request_id].record["metrics"]["durationMs"]  # type: ignore[index]
+        assert span.span.end_time_unix_nano == span.span.start_time_unix_nano + round(duration_ms * 1_000_000)
         assert span.attributes["faas.coldstart"] is (record is records[0])
         assert span.resource["service.name"] == "shop" and span.resource["cloud.provider"] == "aws"
         children = {s.name for s in spans if s.parent_span_id == span.span_id}
