@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LAYER ?= build/layer
 INVOCATIONS ?= 5
 
-.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup clean
+.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup bench-signer clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
@@ -17,6 +17,7 @@ help:
 	@echo "make audit      the locked layer wheels and the dev venv against PyPI's advisories; security rules"
 	@echo "make layer      every layer zip (Python runtime x architecture) in dist/, with their sizes"
 	@echo "make layer-lock re-resolve the layer's wheels into layer/requirements.lock (after a dependency change)"
+	@echo "make bench-flush, bench-startup, bench-signer   the benchmarks; tables in bench/README.md"
 	@echo "make phoenix    PHOENIX_PORT=<port>: the sample functions exporting to Arize Phoenix; prints the trace URLs"
 	@echo "make test-phoenix  the end-to-end test: Phoenix's REST API and its trace view in headless Chromium"
 
@@ -64,6 +65,9 @@ bench-flush: layer-local
 
 bench-startup: layer-local
 	$(BIN)/python -m bench.startup --write
+
+bench-signer: $(STAMP)
+	$(BIN)/python -m bench.signer --write
 
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer
