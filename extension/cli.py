@@ -51,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         launch = Launch(name=name, runtime_api=runtime_api, config=config, problem=problem, env=env)
-        return asyncio.run(run(launch, started))
+        code = asyncio.run(run(launch, started))
     except KeyboardInterrupt:
-        return 0
+        code = 0
+    # Everything is flushed and closed: skip the interpreter's teardown (freeing every module and object took
+    # 80 to 190 ms here), which the SHUTDOWN deadline would otherwise count.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -42,6 +42,10 @@ class Timing:
     """At SHUTDOWN, longest wait for the last platform.report; Elastic measured at most 40 ms."""
     min_flush_s: float = 0.05
     """A flush that would have less time than this before the deadline is deferred to a later one."""
+    export_slack_s: float = 0.02
+    """Exports end this long before their flush is cut off at the deadline: a collector that hangs then shows
+    as a timed-out request, which opens the circuit breaker, instead of a cancellation whose outcome no one
+    knows, which would let every later flush wait up to the deadline again."""
 
 
 def deadline_of(deadline_ms: int, *, wall: Callable[[], float], mono: Callable[[], float]) -> float:
@@ -60,7 +64,7 @@ async def run_lifecycle(source: EventSource, sink: Sink, flushing: Flushing, *, 
             await _within(min(deadline, loop.time() + timing.straggler_wait_s), sink.wait_settled())
             sink.drain_orphans()
             await flushing.stop_background()  # an export in flight goes back to the buffer and leaves now
-            await _within(deadline, flushing.flush(deadline=deadline))
+            await _within(deadline, flushing.flush(deadline=deadline - timing.export_slack_s))
             return event
         sink.note_invoke(event)
         plan = flushing.plan(loop.time())
@@ -81,7 +85,7 @@ async def run_lifecycle(source: EventSource, sink: Sink, flushing: Flushing, *, 
 async def _flush_before(deadline: float, flushing: Flushing, timing: Timing) -> None:
     """Flush, but never past the deadline; too close to it, leave the data for a later flush."""
     if deadline - asyncio.get_running_loop().time() >= timing.min_flush_s:
-        await _within(deadline, flushing.flush(deadline=deadline))
+        await _within(deadline, flushing.flush(deadline=deadline - timing.export_slack_s))
 
 
 async def _within(deadline: float, work: Coroutine[Any, Any, object]) -> None:
