@@ -6,8 +6,9 @@ RUNTIME_DIR := $(VENV)/lambda-runtime
 STAMP := $(VENV)/.installed
 LAYER ?= build/layer
 INVOCATIONS ?= 5
+TRIALS ?= 100
 
-.PHONY: help venv test lint demo sandbox layer-local bench-flush bench-startup clean
+.PHONY: help venv test lint demo sandbox layer-local bench-flush bench-startup bench-faults clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
@@ -16,6 +17,7 @@ help:
 	@echo "make lint       ruff, mypy and the import contracts"
 	@echo "make layer      every layer zip (Python runtime x architecture) in dist/, with their sizes"
 	@echo "make layer-lock re-resolve the layer's wheels into layer/requirements.lock (after a dependency change)"
+	@echo "make bench-faults TRIALS=<n>: collector down, failing, throttling, hanging; buffer overload (bench/README.md)"
 
 $(STAMP): pyproject.toml sandbox/runtime-requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +57,9 @@ bench-flush: layer-local
 
 bench-startup: layer-local
 	$(BIN)/python -m bench.startup --write
+
+bench-faults: layer-local
+	$(BIN)/python -m bench.faults --trials $(TRIALS) --write
 
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer
