@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ FUNCTION = "faults-function"
 PHASES = ("responseLatency", "responseDuration", "runtimeOverhead", "report", "extensionOverhead")
 SPAN_NAMES = (FUNCTION, *PHASES)
 TIMEOUT_S = 3.0  # Lambda's default function timeout
+SHUTDOWN_BUDGET_MS = 2_000  # Lambda's, for external extensions
 OVERLOAD_BUFFER = 64
 
 
@@ -94,7 +96,7 @@ async def run(script: Script, runtime_dir: Path, work_dir: Path) -> Run:
     async with OTLPReceiver(port=0) as receiver:
         settings = FunctionSettings(function_dir=ROOT / "examples" / "functions", handler="app.succeed",
                                     function_name=FUNCTION, runtime_dir=runtime_dir, layer_dir=script.layer,
-                                    timeout_s=script.timeout_s,
+                                    timeout_s=script.timeout_s, shutdown_budget_ms=SHUTDOWN_BUDGET_MS,
                                     env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **script.env})
         records: list[list[InvokeRecord]] = []
         trace_ids: dict[str, str] = {}
@@ -171,14 +173,22 @@ def overload_scripts(layer: Path) -> list[Script]:
     return found
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exit:
+    """How one trial's extension left at SHUTDOWN."""
+
+    exit_ms: float | None  # from the start of shutdown; None when it was killed at the deadline
+    in_time: bool
+    returncode: int | None
+    after_last_line_ms: float | None  # from its last log line (`shutdown`) to its exit: the process teardown
+
+
 @dataclass(slots=True)
 class Hang:
     """(b) post-runtime per invocation with the collector hanging, and shutdown exits over many trials."""
 
     post_runtime_ms: dict[str, list[float]] = field(default_factory=dict)
-    exits_ms: dict[str, list[float | None]] = field(default_factory=dict)
-    in_time: dict[str, int] = field(default_factory=dict)
-    exit_zero: dict[str, int] = field(default_factory=dict)
+    exits: dict[str, list[Exit]] = field(default_factory=dict)
 
 
 async def hang(layer: Path, args: argparse.Namespace, runtime_dir: Path, work_dir: Path) -> Hang:
@@ -193,19 +203,26 @@ async def hang(layer: Path, args: argparse.Namespace, runtime_dir: Path, work_di
     # A trial: a cold start, one invocation with the collector answering, then it hangs: the last report (and
     # whatever the buffer holds) must go out at SHUTDOWN, against a collector that never answers.
     for name, where, trials in (("floor", FLOOR, min(10, args.trials)), ("extension", layer, args.trials)):
-        exits: list[float | None] = []
-        in_time = exit_zero = 0
+        exits = found.exits[name] = []
         for _ in range(trials):
             script = Script(label=name, layer=where, phases=(Phase(mode=FaultMode.OK, invocations=1),),
                             shutdown_mode=FaultMode.HANG)
-            result = await run(script, runtime_dir, work_dir)
-            [exit_] = result.shutdown.extensions
-            exits.append(exit_.exit_ms)
-            in_time += exit_.exited_before_deadline
-            exit_zero += exit_.returncode == 0
-        found.exits_ms[name], found.in_time[name], found.exit_zero[name] = exits, in_time, exit_zero
-        print(json.dumps({"scenario": f"hang at shutdown, {name}", "trials": trials, "in_time": in_time}), flush=True)
+            exits.append(exit_of(await run(script, runtime_dir, work_dir)))
+        print(json.dumps({"scenario": f"hang at shutdown, {name}", "trials": trials,
+                          "in_time": sum(e.in_time for e in exits)}), flush=True)
     return found
+
+
+def exit_of(result: Run) -> Exit:
+    [extension] = result.shutdown.extensions
+    after = None
+    stamps = [e["timestamp"] for e in result.log if isinstance(e.get("timestamp"), str)]
+    if stamps and extension.exit_ms is not None:
+        last_ms = dt.datetime.fromisoformat(stamps[-1].replace("Z", "+00:00")).timestamp() * 1000
+        started_ms = result.shutdown.deadline_ms - SHUTDOWN_BUDGET_MS  # the shutdown's start, wall clock
+        after = extension.exit_ms - (last_ms - started_ms)
+    return Exit(exit_ms=extension.exit_ms, in_time=extension.exited_before_deadline,
+                returncode=extension.returncode, after_last_line_ms=after)
 
 
 # --- the tables ---------------------------------------------------------------------------------------------
@@ -228,20 +245,26 @@ def loss_table(runs: list[Run]) -> str:
 
 def hang_table(found: Hang, args: argparse.Namespace) -> str:
     lines = ["| extension | post-runtime p50 ms | p95 ms | max ms | vs floor p50 | shutdown exits before the "
-             "deadline | exit 0 | exit p50 ms | exit max ms |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "deadline | killed at the deadline | exit p50 ms | max ms | last log line to exit p50 ms | max ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     floor = statistics.median(found.post_runtime_ms["floor"])
     for name in ("floor", "extension"):
-        values = found.post_runtime_ms[name]
-        exits = [e for e in found.exits_ms[name] if e is not None]
-        trials = len(found.exits_ms[name])
+        values, exits = found.post_runtime_ms[name], found.exits[name]
+        exited = [e.exit_ms for e in exits if e.exit_ms is not None]
+        teardown = [e.after_last_line_ms for e in exits if e.after_last_line_ms is not None]
         delta = "" if name == "floor" else f"{statistics.median(values) - floor:+.2f}"
         lines.append(f"| {name} | {statistics.median(values):.2f} | {percentile(values, 0.95):.2f} | {max(values):.2f} "
-                     f"| {delta} | {found.in_time[name]} of {trials} | {found.exit_zero[name]} of {trials} "
-                     f"| {statistics.median(exits) if exits else float('nan'):.0f} "
-                     f"| {max(exits) if exits else float('nan'):.0f} |")
+                     f"| {delta} | {sum(e.in_time for e in exits)} of {len(exits)} "
+                     f"| {sum(e.exit_ms is None for e in exits)} | {_ms(exited, statistics.median)} "
+                     f"| {_ms(exited, max)} | {_ms(teardown, statistics.median)} | {_ms(teardown, max)} |")
     return "\n".join(lines) + (f"\n\nPost-runtime over {args.hang_invocations} back-to-back invocations of one "
                                f"environment ({TIMEOUT_S:.0f} s function timeout); shutdown over one cold start, "
-                               "one invocation and SHUTDOWN per trial (deadline 2,000 ms).")
+                               f"one invocation and SHUTDOWN per trial (deadline {SHUTDOWN_BUDGET_MS:,} ms); exit "
+                               "times of the extensions that exited, from the start of shutdown.")
+
+
+def _ms(values: list[float], summary: Callable[[list[float]], float]) -> str:
+    return f"{summary(values):.0f}" if values else "-"
 
 
 def overload_table(runs: list[Run]) -> str:
