@@ -6,8 +6,9 @@ RUNTIME_DIR := $(VENV)/lambda-runtime
 STAMP := $(VENV)/.installed
 LAYER ?= build/layer
 INVOCATIONS ?= 5
+TRIALS ?= 100
 
-.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup bench-signer clean
+.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup bench-signer bench-faults clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
@@ -20,6 +21,7 @@ help:
 	@echo "make bench-flush, bench-startup, bench-signer   the benchmarks; tables in bench/README.md"
 	@echo "make phoenix    PHOENIX_PORT=<port>: the sample functions exporting to Arize Phoenix; prints the trace URLs"
 	@echo "make test-phoenix  the end-to-end test: Phoenix's REST API and its trace view in headless Chromium"
+	@echo "make bench-faults TRIALS=<n>: collector down, failing, throttling, hanging; buffer overload (bench/README.md)"
 
 $(STAMP): pyproject.toml sandbox/runtime-requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +70,9 @@ bench-startup: layer-local
 
 bench-signer: $(STAMP)
 	$(BIN)/python -m bench.signer --write
+
+bench-faults: layer-local
+	$(BIN)/python -m bench.faults --trials $(TRIALS) --write
 
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer

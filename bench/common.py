@@ -1,4 +1,4 @@
-"""What the benchmarks share: paths, the common command-line options and the README table writer."""
+"""What the benchmarks share: paths, the common command-line options, memory readings and the README table writer."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     found.add_argument("--work-dir", type=Path, default=ROOT / ".sandbox")
     found.add_argument("--write", action="store_true", help="put the table into bench/README.md")
     return found
+
+
+def memory_of(pid: int) -> tuple[int, int]:
+    """A process's resident set now and at its peak (VmRSS, VmHWM), in kB, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
 def write_readme(text: str, marks: tuple[str, str], readme: Path = README) -> None:

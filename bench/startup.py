@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import FLOOR, ROOT, parser, write_readme
+from bench.common import FLOOR, ROOT, memory_of, parser, write_readme
 from sandbox.otlp_receiver import OTLPReceiver
 from sandbox.runner import LocalLambda
 from sandbox.settings import FunctionSettings
@@ -33,11 +33,6 @@ class Samples:
     first_post_runtime_ms: list[float] = field(default_factory=list)
     imports_ms: list[float] = field(default_factory=list)
     memory_kb: dict[str, tuple[int, int]] = field(default_factory=dict)  # stage -> (VmRSS, VmHWM)
-
-
-def memory_of(pid: int) -> tuple[int, int]:
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
 async def cold_start(layer: Path | None, runtime_dir: Path, work_dir: Path, samples: Samples,

@@ -92,6 +92,9 @@ class FaultMode(enum.Enum):
     THROTTLE_429 = "throttle_429"
     HANG = "hang"
     RESET = "reset"
+    DOWN = "down"
+    """The port is closed and open connections are dropped: clients get "connection refused". Switched
+    with ``await receiver.switch(...)``, which reopens the port, the same one, when the mode changes back."""
 
 
 class BodyError(ValueError):
@@ -405,7 +408,8 @@ class OTLPReceiver:
     """An OTLP/HTTP collector on a local port that keeps everything it accepts.
 
     Use as ``async with OTLPReceiver() as receiver:``; ``receiver.endpoint`` is the base URL. Faults
-    are switched with ``receiver.mode = FaultMode.X`` or ``set_mode(X, next_requests=n)`` at any time.
+    are switched with ``receiver.mode = FaultMode.X`` or ``set_mode(X, next_requests=n)`` at any time,
+    and with ``await receiver.switch(X)``, which alone can close the port (DOWN) and open it again.
     """
 
     def __init__(
@@ -440,6 +444,7 @@ class OTLPReceiver:
         # Notified when a request is recorded or held: what the wait_for_* helpers wait on.
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self._bound_port: int | None = None
 
     # lifecycle
@@ -465,12 +470,13 @@ class OTLPReceiver:
             app, access_log=None, auto_decompress=False, shutdown_timeout=self._close_timeout_s
         )
         await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            await site.start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
+        self._runner, self._site = runner, site
         self._bound_port = int(runner.addresses[0][1])
 
     async def close(self) -> None:
@@ -478,7 +484,7 @@ class OTLPReceiver:
             return
         self._closing = True
         self._mode_changed.set()  # releases held requests, which then reset their connections
-        runner, self._runner = self._runner, None
+        runner, self._runner, self._site = self._runner, None, None
         await runner.cleanup()
 
     @property
@@ -504,6 +510,45 @@ class OTLPReceiver:
 
     def set_mode(self, mode: FaultMode, *, next_requests: int | None = None) -> None:
         """Answer with mode from now on, or only for the next next_requests requests, then OK."""
+        if FaultMode.DOWN in (mode, self._mode):
+            raise ValueError("closing or reopening the port takes `await receiver.switch(mode)`")
+        self._change_mode(mode, next_requests)
+
+    async def switch(self, mode: FaultMode, *, next_requests: int | None = None) -> None:
+        """set_mode for every mode. DOWN returns once the port refuses connections and the open ones are
+        closed (held requests are cut); leaving DOWN returns once the same port accepts connections again."""
+        if mode is FaultMode.DOWN:
+            if next_requests is not None:
+                raise ValueError("DOWN refuses connections: it sees no requests to count")
+            if self._mode is not FaultMode.DOWN:
+                self._change_mode(mode, None)  # held requests wake up to find the collector gone
+                await self._close_port()
+            return
+        was_down = self._mode is FaultMode.DOWN
+        self._change_mode(mode, next_requests)
+        if was_down:
+            try:
+                await self._open_port()
+            except BaseException:
+                self._change_mode(FaultMode.DOWN, None)
+                raise
+
+    async def _close_port(self) -> None:
+        site, self._site = self._site, None
+        if site is not None:
+            await site.stop()
+        server = self._runner.server if self._runner is not None else None
+        for connection in server.connections if server is not None else []:
+            connection.force_close()  # as when the collector's process dies: its connections close too
+
+    async def _open_port(self) -> None:
+        if self._runner is None or self._closing:
+            return
+        site = web.TCPSite(self._runner, self._host, self.port)  # SO_REUSEADDR: the port is free at once
+        await site.start()
+        self._site = site
+
+    def _change_mode(self, mode: FaultMode, next_requests: int | None) -> None:
         if next_requests is not None and next_requests < 1:
             raise ValueError("next_requests must be at least 1")
         self._mode = mode
@@ -624,7 +669,7 @@ class OTLPReceiver:
 
     async def _refuse(self, request: web.Request, mode: FaultMode) -> web.StreamResponse:
         self.refused[mode] += 1
-        if mode is FaultMode.RESET:
+        if mode in (FaultMode.RESET, FaultMode.DOWN):  # DOWN: a request that raced the closing of the port
             _reset_connection(request)
             return web.Response()  # never written: the connection is gone
         # Read the body anyway so the connection stays usable for the client's retry.

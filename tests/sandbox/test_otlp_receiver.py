@@ -447,6 +447,51 @@ async def test_a_held_request_is_served_once_the_mode_changes(
     assert receiver.refused_count == 0
 
 
+async def test_down_refuses_connections_then_reopens_the_same_port(
+    receiver: OTLPReceiver, session: aiohttp.ClientSession
+) -> None:
+    body = _trace_request().SerializeToString()
+    endpoint = receiver.endpoint
+    assert (await _post(session, receiver, Signal.TRACES, body))[0] == 200  # leaves a kept-alive connection
+
+    await receiver.switch(FaultMode.DOWN)
+    assert receiver.mode is FaultMode.DOWN
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", receiver.port)
+    with pytest.raises(aiohttp.ClientConnectionError):  # the kept-alive connection went down with the port
+        await _post(session, receiver, Signal.TRACES, body)
+
+    await receiver.switch(FaultMode.OK)
+    assert receiver.endpoint == endpoint
+    assert (await _post(session, receiver, Signal.TRACES, body))[0] == 200
+    assert len(receiver.spans()) == 2
+
+
+async def test_down_cuts_held_requests(receiver: OTLPReceiver, session: aiohttp.ClientSession) -> None:
+    receiver.mode = FaultMode.HANG
+    sending = asyncio.ensure_future(_post(session, receiver, Signal.TRACES, _trace_request().SerializeToString()))
+    await receiver.wait_for_held(1, timeout_s=2)
+
+    await receiver.switch(FaultMode.DOWN)
+
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await sending
+    assert receiver.held == 0
+    assert receiver.requests == []
+
+
+async def test_down_is_switched_with_await_only(receiver: OTLPReceiver) -> None:
+    with pytest.raises(ValueError, match="switch"):
+        receiver.mode = FaultMode.DOWN
+    with pytest.raises(ValueError, match="no requests to count"):
+        await receiver.switch(FaultMode.DOWN, next_requests=1)
+    await receiver.switch(FaultMode.DOWN)
+    with pytest.raises(ValueError, match="switch"):
+        receiver.mode = FaultMode.OK
+    await receiver.switch(FaultMode.FAIL_503, next_requests=1)
+    assert receiver.mode is FaultMode.FAIL_503
+
+
 # --- the JSON-lines record --------------------------------------------------------------------
 
 
