@@ -125,3 +125,22 @@ async def test_a_failing_collector_is_left_alone_until_it_recovers(make_settings
         assert_exactly_once(receiver.spans(), [r.request_id for r in records])
     assert asked_while_failing <= 6
     assert set(before_shutdown) >= {r.request_id for r in failing}
+
+
+async def test_a_hanging_collector_is_asked_again_only_after_a_cool_down(make_settings: SettingsFactory,
+                                                                        built_layer: Path, work_dir: Path) -> None:
+    async with OTLPReceiver(port=0) as receiver:
+        receiver.mode = FaultMode.HANG
+        # The default 10 s export timeout is far longer than the function's: the deadline cuts every flush.
+        settings = make_settings(function_dir=EXAMPLES, handler="app.mixed", function_name="busy",
+                                 layer_dir=built_layer, timeout_s=1.0,
+                                 env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_LAMBDA_FLUSH": "end"})
+        async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:  # type: ignore[arg-type]
+            records = [await sandbox.invoke(b'{"action": "succeed"}') for _ in range(6)]
+            hung = receiver.held  # requests that reached the collector and were never answered
+            receiver.mode = FaultMode.OK  # back for SHUTDOWN: what waited in the buffer leaves then
+        assert all(r.status == "success" for r in records)
+        assert_exactly_once(receiver.spans(), [r.request_id for r in records], max_copies=2)
+    # The first flush waits out the deadline; the breaker then spares the next ones, but for a probe a second
+    # later. Without it each of the six flushes would hang until its deadline.
+    assert hung <= 2
