@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import aiohttp
 
 from extension.bootstrap import bind_listener, secret_path
-from extension.listener import make_app, serve
+from extension.listener import MAX_BODY_BYTES, make_app, serve
 
 
 async def test_every_post_is_answered_and_handed_over() -> None:
@@ -26,3 +28,16 @@ async def test_every_post_is_answered_and_handed_over() -> None:
 def test_secret_paths_are_unguessable() -> None:
     paths = {secret_path() for _ in range(100)}
     assert len(paths) == 100 and all(len(p) >= 20 for p in paths)
+
+
+async def test_an_oversized_delivery_is_refused_and_the_next_one_accepted() -> None:
+    received: list[bytes] = []
+    path = secret_path()
+    sock = bind_listener("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
+    async with serve(make_app(received.append, path), sock), aiohttp.ClientSession() as client:
+        async with client.post(url, data=io.BytesIO(b"[" + b" " * MAX_BODY_BYTES + b"]")) as response:
+            assert response.status == 413  # bounded memory: the body is never read whole
+        async with client.post(url, data=b"[]") as response:
+            assert response.status == 200
+    assert received == [b"[]"]
