@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -13,44 +10,19 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from support import SequentialIds, events, ns
 
 from extension.convert.logs import LogAssembler, estimate_log_bytes
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import REMEMBERED_IDS, SpanAssembler
 from extension.events import FunctionLog, PlatformRuntimeDone, PlatformStart, TelemetryEvent, TraceContext
-from extension.wire import parse_batch
 
-EVENTS = Path(__file__).parent / "events"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 R = "8f5c1d2e-3a4b-4c5d-9e6f-7a8b9c0d1e2f"  # logs_json.json, X-Ray traced
 R_TRACE, R_SPAN = 0x677E3F802F1B5C3D4E5F60718293A4B5, 0x3C4D5E6F708192A3
 T1 = "a1b2c3d4-0000-4000-8000-000000000001"  # logs_text.json, no tracing header: random ids
 T2 = "a1b2c3d4-0000-4000-8000-000000000002"
 
 
-class SequentialIds:
-    """Deterministic ids: trace ids 0xAAAA…01, 02, …; span ids 0xB000…01, 02, …"""
-
-    def __init__(self) -> None:
-        self._traces = itertools.count(1)
-        self._spans = itertools.count(1)
-
-    def generate_trace_id(self) -> int:
-        return (0xAAAA << 112) + next(self._traces)
-
-    def generate_span_id(self) -> int:
-        return (0xB000 << 48) + next(self._spans)
-
-
-def ns(iso: str) -> int:
-    """Nanoseconds since the epoch, computed independently of the code under test (µs precision)."""
-    return (datetime.fromisoformat(iso) - EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def events(name: str) -> list[TelemetryEvent]:
-    batch = parse_batch((EVENTS / name).read_bytes())
-    assert batch.malformed == 0
-    return batch.events
 
 
 def assemblers() -> tuple[SpanAssembler, LogAssembler]:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry.sdk.metrics.export import MetricsData
+from support import Clock
 
 from extension.convert._sdk import make_resource
 from extension.convert.health import ExtensionHealth, HealthSnapshot, HealthTotals
@@ -48,14 +49,6 @@ def test_flush_durations_form_a_histogram_that_delta_windows_restart() -> None:
     [flushes] = [p for p in health.collect(snapshot()) if isinstance(p, HistogramPoint)]
     assert flushes.name == "lambda_extension.flush.duration" and flushes.count == 3 and flushes.max == 0.3
     assert not [p for p in health.collect(snapshot()) if isinstance(p, HistogramPoint)]
-
-
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

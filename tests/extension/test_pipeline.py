@@ -8,6 +8,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from structlog.testing import capture_logs
+from support import Clock
 
 from extension.buffer import Buffer
 from extension.convert._sdk import make_resource, make_span
@@ -22,14 +23,6 @@ def spans(count: int) -> list[ReadableSpan]:
     return [make_span(name=f"s{i}", kind="internal", trace_id=1, span_id=i + 1, parent_span_id=None,
                       parent_is_remote=False, start_unix_nano=0, end_unix_nano=1, attributes={}, error=None,
                       resource=resource) for i in range(count)]
-
-
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

@@ -5,49 +5,23 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
+from support import EVENTS, SequentialIds, events, ns
 
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import REMEMBERED_IDS, AssemblerStats, SpanAssembler
 from extension.events import Invoke, PlatformReport, PlatformStart, TelemetryEvent, TraceContext
 from extension.wire import parse_batch
 
-EVENTS = Path(__file__).parent / "events"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 R1 = "6d68ca91-49c9-448d-89b8-7ca3e6dc66aa"
 R2 = "4b142fc3-17b8-4cdb-a46b-a8dbe7918715"
 STREAM = "2025/01/07/my-fn[$LATEST]002cf7829acf404ea7f6995e1910b96b"
 R1_TRACE = 0x5759E988BD862E3FE1BE46A994272793
 
 
-class SequentialIds:
-    """Deterministic ids: trace ids 0xAAAA…01, 02, …; span ids 0xB000…01, 02, …"""
-
-    def __init__(self) -> None:
-        self._traces = itertools.count(1)
-        self._spans = itertools.count(1)
-
-    def generate_trace_id(self) -> int:
-        return (0xAAAA << 112) + next(self._traces)
-
-    def generate_span_id(self) -> int:
-        return (0xB000 << 48) + next(self._spans)
-
-
-def ns(iso: str) -> int:
-    """Nanoseconds since the epoch, computed independently of the code under test (µs precision)."""
-    return (datetime.fromisoformat(iso) - EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def events(name: str) -> list[TelemetryEvent]:
-    batch = parse_batch((EVENTS / name).read_bytes())
-    assert batch.malformed == 0
-    return batch.events
 
 
 def assembler(**kwargs: int) -> SpanAssembler:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from support import ROOT
+from support import load_script
 
 
 @pytest.fixture(scope="session")
 def layer_build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("otel_layer_build", ROOT / "layer" / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build")
 
 
 @pytest.fixture(scope="session")

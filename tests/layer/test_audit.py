@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
 import socket
 import sys
@@ -13,17 +12,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from support import ROOT
+from support import load_script
 
 
 @pytest.fixture(scope="module")
 def audit() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("otel_layer_audit", ROOT / "layer" / "audit.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("audit")
 
 
 def advisory(id: str, fixed_in: list[str], withdrawn: str | None = None) -> dict[str, Any]:
