@@ -26,10 +26,11 @@ class ResilientExporter(Generic[T]):
     needs no other path.
 
     Per export: at most `policy.max_retries` retries of a retryable outcome, each after a full-jitter
-    backoff or the collector's Retry-After, whichever is longer, and only if it can start before the
-    deadline; otherwise the retryable result goes back and the pipeline requeues the spans for the next
-    flush. A request that timed out is not retried inline: a hanging collector would cost one whole timeout
-    per retry. Before every request the circuit breaker is asked; an open circuit, or a Retry-After that
+    backoff or the collector's Retry-After, whichever is longer, and only if that wait is short
+    (`policy.max_wait_s`) and the retry can start before the deadline; otherwise the retryable result goes
+    back and the pipeline requeues the spans for the next flush (which a Retry-After holds back until then).
+    A request that timed out is not retried inline: a hanging collector would cost one whole timeout per
+    retry. Before every request the circuit breaker is asked; an open circuit, or a Retry-After that
     has not passed, refuses at once without touching the network (`attempts=0`, retryable).
 
     `closing()` marks the last flush (SHUTDOWN): spans left in the buffer afterwards are lost, so the
@@ -82,7 +83,8 @@ class ResilientExporter(Generic[T]):
             if attempts > self.policy.max_retries:
                 return self._with(result, attempts, started)
             delay_s = self._delay_s(result, attempts - 1)
-            if deadline is not None and self._clock() + delay_s + self.policy.min_attempt_s > deadline:
+            if delay_s > self.policy.max_wait_s or (
+                    deadline is not None and self._clock() + delay_s + self.policy.min_attempt_s > deadline):
                 return self._with(result, attempts, started)  # requeued: it leaves with the next flush
             await self._sleep(delay_s)
 

@@ -29,6 +29,10 @@ class RetryPolicy:
     base_s: float = 0.1  # the first retry waits up to this, the next up to twice this, ...
     cap_s: float = 1.0  # ... but never more than this
     min_attempt_s: float = 0.05  # a retry that could not start this long before the deadline is not made
+    max_wait_s: float = 0.25
+    """The longest wait before an inline retry. A collector's longer Retry-After (a whole second, at least, in
+    delta-seconds) is left to a later flush: waiting it out inline would bill the function for it under the
+    `end` strategy; the data waits in the buffer instead, and no request goes out before the collector asked."""
 
 
 def is_retryable_status(status: int | None) -> bool:

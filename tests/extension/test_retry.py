@@ -214,23 +214,35 @@ async def test_every_attempt_gets_the_flush_deadline() -> None:
     assert inner.calls == [142.0, 142.0]
 
 
-async def test_retry_after_is_honoured_when_longer_than_the_backoff() -> None:
+async def test_a_long_retry_after_is_left_to_a_later_flush_not_waited_out_inline() -> None:
     time = FakeTime()
     inner = ScriptedExporter(time, [refused(429, retry_after="2"), ok()])
+    exporter = resilient(time, inner)
 
-    result = await resilient(time, inner).export(spans(), deadline=time.now + 5)
+    first = await exporter.export(spans(), deadline=time.now + 5)
+    time.now += 1.5
+    held = await exporter.export(spans(), deadline=time.now + 5)
+    time.now += 0.6
+    after = await exporter.export(spans(), deadline=time.now + 5)
 
-    assert result.ok and time.slept == [2.0]
+    assert not first.ok and first.retryable and first.attempts == 1 and time.slept == []  # nothing billed
+    assert not held.ok and held.attempts == 0  # the collector asked for 2 s
+    assert after.ok and len(inner.calls) == 2
 
 
 async def test_retry_after_as_an_http_date() -> None:
     time = FakeTime()
     moment = email.utils.formatdate(time.wall() + 1.01 + 3, usegmt=True)  # the answer comes 10 ms later
     inner = ScriptedExporter(time, [refused(429, retry_after=moment), ok()])
+    exporter = resilient(time, inner)
 
-    result = await resilient(time, inner).export(spans(), deadline=time.now + 10)
+    await exporter.export(spans(), deadline=time.now + 10)
+    time.now += 1.5
+    held = await exporter.export(spans(), deadline=time.now + 10)
+    time.now += 3.0
+    after = await exporter.export(spans(), deadline=time.now + 10)
 
-    assert result.ok and time.slept == [pytest.approx(3.0, abs=1.0)]
+    assert held.attempts == 0 and after.ok and time.slept == []
 
 
 async def test_a_retry_after_past_the_deadline_holds_later_flushes_back() -> None:
