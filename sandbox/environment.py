@@ -276,9 +276,13 @@ class Environment:
 
     async def _launch(self, process: Process, argv: Sequence[str], env: dict[str, str], cwd: Path,
                       source: str) -> None:
+        json_format = self.settings.log_format == "JSON"
+
         def on_line(line: str) -> None:
             self.on_output(process.name, line)
-            self.hub.emit(pe.log_line(time.time(), source=source, line=line, json_record=_json_object(line)))
+            # A record is an object only in the JSON log format; in Text a line that happens to be JSON stays a string.
+            record = _json_object(line) if json_format else None
+            self.hub.emit(pe.log_line(time.time(), source=source, line=line, json_record=record))
 
         await process.start(self.view.wrap(argv), env=env, cwd=cwd, on_line=on_line)
         self._watchers.append(asyncio.create_task(self._watch(process), name=f"watch-{process.name}"))
@@ -572,7 +576,7 @@ def _failed_invocation(init: InitRecord) -> InvokeRecord:
 
 
 def _json_object(line: str) -> dict[str, Any] | None:
-    """Lambda's JSON log format: a line that is a JSON object becomes an object record."""
+    """The object form of a line in Lambda's JSON log format; None for a line that is not a JSON object."""
     if not line.startswith("{"):
         return None
     with contextlib.suppress(ValueError):

@@ -46,6 +46,12 @@ class FunctionSettings:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
 
     @property
+    def log_format(self) -> str:
+        """Lambda's LoggingConfig.LogFormat, which reaches the runtime as AWS_LAMBDA_LOG_FORMAT: Text unless JSON
+        (case-insensitive, as the runtime interface client reads it)."""
+        return "JSON" if self.env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON" else "Text"
+
+    @property
     def python_version(self) -> str:
         return f"{sys.version_info.major}.{sys.version_info.minor}"
 

@@ -14,16 +14,19 @@ from support import MINIMAL_LAYER, SettingsFactory, read_log, telemetry_events
 
 from sandbox.runner import LocalLambda
 
+SCRIPTED_FUNCTIONS = Path(__file__).parent / "functions"
+
 
 def quiet(source: str, line: str) -> None:
     pass
 
 
 async def run(make_settings: SettingsFactory, tmp_path: Path, work_dir: Path, payloads: list[dict[str, Any]],
-              buffering: dict[str, int], **env: str) -> list[dict[str, Any]]:
+              buffering: dict[str, int], handler: str = "probe.handler", **env: str) -> list[dict[str, Any]]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "ext.jsonl"
-    settings = make_settings(layer_dir=MINIMAL_LAYER, timeout_s=10.0, env={
+    function = {"function_dir": SCRIPTED_FUNCTIONS} if handler.startswith("scripted.") else {}
+    settings = make_settings(layer_dir=MINIMAL_LAYER, timeout_s=10.0, handler=handler, **function, env={
         "TEST_EXT_LOG": str(log), "TEST_EXT_SUBSCRIBE": "platform,function",
         "TEST_EXT_BUFFERING": json.dumps(buffering), "TEST_EXT_SHUTDOWN_MS": "500",
         "TEST_EXT_POST_INVOKE_MS": "100", **env})
@@ -123,3 +126,22 @@ async def test_json_log_records_need_schema_2022_12_13(make_settings: SettingsFa
     assert new_record["level"] in ("WARN", "WARNING") and new_record["message"] == "structured warning"
     assert "requestId" in new_record and "timestamp" in new_record
     assert isinstance(old_record, str) and json.loads(old_record)["message"] == "structured warning"
+
+
+async def test_json_records_need_the_json_log_format(make_settings: SettingsFactory, tmp_path: Path,
+                                                     work_dir: Path) -> None:
+    """In the Text log format every line is a string record, even one that happens to be a JSON object."""
+    line = '{"message": "looks like JSON", "level": "INFO"}'
+    payload = {"print": [line], "warn": "plain warning"}
+    text = await run(make_settings, tmp_path / "text", work_dir, [payload], {"timeoutMs": 25},
+                     handler="scripted.handler", AWS_LAMBDA_LOG_FORMAT="Text")
+    json_format = await run(make_settings, tmp_path / "json", work_dir, [payload], {"timeoutMs": 25},
+                            handler="scripted.handler", AWS_LAMBDA_LOG_FORMAT="JSON")
+    text_records = [e["record"] for e in telemetry_events(text) if e["type"] == "function"]
+    json_records = [e["record"] for e in telemetry_events(json_format) if e["type"] == "function"]
+    assert line in text_records
+    assert all(isinstance(record, str) for record in text_records)
+    assert any("plain warning" in record for record in text_records)
+    assert {"message": "looks like JSON", "level": "INFO"} in json_records
+    [warning] = [r for r in json_records if isinstance(r, dict) and r.get("message") == "plain warning"]
+    assert warning["level"] in ("WARN", "WARNING") and "requestId" in warning and "timestamp" in warning
