@@ -311,10 +311,21 @@ class Environment:
 
     # ---- phases -------------------------------------------------------------------------------
 
-    async def init(self, phase_name: str = "init") -> InitRecord:
+    async def init(self) -> InitRecord:
+        """The Init phase, within the 10 s init limit; then a freeze, or a reset after which the first
+        invocation retries the init (a suppressed init)."""
+        record = await self._init("init", time.monotonic() + self.settings.init_timeout_s)
+        if record.error_type is None:
+            await self._freeze()
+        else:
+            await self._reset("failure")
+        return record
+
+    async def _init(self, phase_name: str, deadline: float) -> InitRecord:
+        """Extensions, then the runtime, until all called next or the monotonic `deadline` passed."""
         self.stage, self.phase = Stage.INIT, Phase()
         self.hub.open_subscriptions()
-        started, deadline = time.time(), time.monotonic() + self.settings.init_timeout_s
+        started = time.time()
         self.hub.emit(pe.init_start(started, phase=phase_name, function_name=self.settings.function_name,
                                     function_version=self.settings.function_version,
                                     instance_id=self.instance_id, memory_mb=self.settings.memory_mb,
@@ -363,32 +374,31 @@ class Environment:
                                 for a in phase.agents])
         if error_type is None:
             self.stage = Stage.READY
-            await self._freeze()
-        else:
-            await self._reset("failure")
         return record
 
     async def invoke(self, payload: bytes, *, trace_header: str | None = None) -> InvokeRecord:
-        if self.stage is not Stage.READY or self.phase.fatal:
-            self._thaw()
-            if self.stage is Stage.READY:
-                await self._reset("failure")
-            init = await self.init("invoke")  # a suppressed init, inside this invocation
-            if init.error_type is not None:
-                return _failed_invocation(init)
-        self._thaw()
-        phase, runtime = self.phase, self.phase.runtime
+        if self.stage is Stage.READY and self.phase.fatal:
+            await self._reset("failure")
         request_id = str(uuid.uuid4())
-        timeout_s = self.settings.timeout_s
-        invocation = Invocation(request_id=request_id, payload=payload, trace_header=trace_header,
-                                deadline_ms=int((time.time() + timeout_s) * 1000))
-        self.current, self.stage = invocation, Stage.INVOKE
-        invocation.released_wall, invocation.released_at = time.time(), time.monotonic()
-        deadline = invocation.released_at + timeout_s
+        # The function's timeout covers the whole invocation, a suppressed init included: one deadline for both.
+        begun_wall, begun = time.time(), time.monotonic()
+        deadline = begun + self.settings.timeout_s
+        deadline_ms = int((begun_wall + self.settings.timeout_s) * 1000)
         # With active tracing Lambda records the invocation as a segment of its own: its id is spanId.
         sampled = trace_header is not None and "Sampled=1" in trace_header
         trace = pe.tracing(trace_header, uuid.uuid4().hex[:16] if sampled else None)
-        invocation.trace = trace
+        invocation = Invocation(request_id=request_id, payload=payload, trace_header=trace_header,
+                                deadline_ms=deadline_ms, trace=trace)
+        if self.stage is not Stage.READY:
+            # After a reset or a failed init, Lambda retries the init at this invocation "with the configured function
+            # timeout" (lambda-runtime-environment): inside it, under its deadline, not the 10 s init limit.
+            init = await self._init("invoke", deadline)
+            if init.error_type is not None:
+                return await self._failed_init(invocation, init, begun_wall, begun)
+        self._thaw()
+        phase, runtime = self.phase, self.phase.runtime
+        self.current, self.stage = invocation, Stage.INVOKE
+        invocation.released_wall, invocation.released_at = time.time(), time.monotonic()
         self.hub.emit(pe.start(invocation.released_wall, request_id=request_id,
                                version=self.settings.function_version, trace=trace))
         event = {"eventType": "INVOKE", "deadlineMs": invocation.deadline_ms, "requestId": request_id,
@@ -420,7 +430,8 @@ class Environment:
         memory_used = peak_memory_mb(self._processes())
         record = InvokeRecord(
             request_id=request_id, status=status, error_type=error_type,
-            response=invocation.response if invocation.response is not None else _error_body(invocation, error_type),
+            response=(invocation.response if invocation.response is not None
+                      else _error_body(invocation, error_type, self.settings.timeout_s)),
             cold_start=phase.cold, duration_ms=_ms(invocation.released_at, ended) or 0.0,
             response_latency_ms=_ms(invocation.released_at, invocation.response_done_at),
             runtime_done_ms=_ms(invocation.released_at, invocation.runtime_done_at),
@@ -439,6 +450,30 @@ class Environment:
                                 spans=overhead if subscribers else [], trace=trace))
         phase.cold = False
         return record
+
+    async def _failed_init(self, invocation: Invocation, init: InitRecord, begun_wall: float,
+                           begun: float) -> InvokeRecord:
+        """The invocation whose suppressed init failed or ran out of its time: `platform.start` is still sent
+        (rapid), then the outcome, the reset and the report, as for an invocation that failed."""
+        timed_out = init.status == "timeout"
+        error_type = "Sandbox.Timedout" if timed_out else (init.error_type or "Runtime.Unknown")
+        status = "timeout" if timed_out else ("failure" if error_type.startswith("Sandbox.") else "error")
+        invocation.released_wall, invocation.released_at = begun_wall, begun
+        self.hub.emit(pe.start(time.time(), request_id=invocation.request_id,
+                               version=self.settings.function_version, trace=invocation.trace))
+        self.hub.emit(self._runtime_done_event(invocation, status, error_type))
+        ended, memory_used = time.monotonic(), peak_memory_mb(self._processes())
+        await self._reset("timeout" if timed_out else "failure")
+        duration = _ms(begun, ended) or 0.0
+        self.hub.emit(pe.report(time.time(), request_id=invocation.request_id, status=status, error_type=error_type,
+                                duration=duration, memory_mb=self.settings.memory_mb, max_memory_used_mb=memory_used,
+                                init_duration=init.duration_ms, spans=[], trace=invocation.trace))
+        message = (f"Task timed out after {self.settings.timeout_s:.2f} seconds" if timed_out
+                   else "Init failed")
+        return InvokeRecord(request_id=invocation.request_id, status=status, error_type=error_type,
+                            response=pe.json_bytes({"errorMessage": message, "errorType": error_type}),
+                            cold_start=True, duration_ms=duration, response_latency_ms=None, runtime_done_ms=None,
+                            post_runtime_extension_ms=0.0)
 
     def _runtime_done_event(self, invocation: Invocation, status: str, error_type: str | None) -> pe.TelemetryEvent:
         wall = _wall_clock(invocation)
@@ -561,18 +596,11 @@ def _outcome(invocation: Invocation, fatal: str | None, runtime_done: bool) -> t
     return "success", None
 
 
-def _error_body(invocation: Invocation, error_type: str | None) -> bytes:
+def _error_body(invocation: Invocation, error_type: str | None, timeout_s: float) -> bytes:
     if invocation.error is not None:
         return invocation.error[1]
-    message = f"Task timed out after {invocation.deadline_ms / 1000 - invocation.released_wall:.2f} seconds"
+    message = f"Task timed out after {timeout_s:.2f} seconds"
     return pe.json_bytes({"errorMessage": message, "errorType": error_type})
-
-
-def _failed_invocation(init: InitRecord) -> InvokeRecord:
-    body = pe.json_bytes({"errorMessage": "Init failed", "errorType": init.error_type})
-    return InvokeRecord(request_id=str(uuid.uuid4()), status="error", error_type=init.error_type,
-                        response=body, cold_start=True, duration_ms=init.duration_ms,
-                        response_latency_ms=None, runtime_done_ms=None, post_runtime_extension_ms=0.0)
 
 
 def _json_object(line: str) -> dict[str, Any] | None:
