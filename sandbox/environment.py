@@ -25,6 +25,10 @@ from sandbox.telemetry import TelemetryHub
 MAX_EXTENSIONS: Final = 10
 MAX_PAYLOAD_BYTES: Final = 6 * 1024 * 1024 + 100
 EVENT_TYPES: Final = frozenset({"INVOKE", "SHUTDOWN"})
+SHUTDOWN_WITH_EXTERNAL_MS: Final = 2_000
+SHUTDOWN_WITH_INTERNAL_ONLY_MS: Final = 500
+RUNTIME_RESERVE_MS: Final = 300
+RUNTIME_RESERVE_WITH_INTERNAL_MS: Final = 500
 OutputSink = Callable[[str, str], None]
 
 
@@ -507,19 +511,20 @@ class Environment:
         self.stage = Stage.SHUTDOWN
         self._thaw()
         started = time.monotonic()
-        budget_s = self.settings.shutdown_budget_ms / 1000
-        deadline = started + budget_s
-        deadline_ms = int((time.time() + budget_s) * 1000)
         phase = self.phase
+        registered = [a for a in phase.agents if a.registered]
+        budget_ms, reserve_ms = shutdown_limits_ms(external=any(a.external for a in registered),
+                                                   internal=any(not a.external for a in registered))
+        deadline = started + budget_ms / 1000
+        deadline_ms = int((time.time() + budget_ms / 1000) * 1000)
         runtime = phase.runtime.process
         external = [a for a in phase.agents if a.external and a.process is not None and a.process.running]
         if runtime is not None and runtime.running:
-            if not any(a.registered for a in phase.agents):
+            if not registered:
                 runtime.signal(signal.SIGKILL)  # no extensions: no graceful shutdown at all
             else:
                 runtime.signal(signal.SIGTERM)
-                reserve = started + self.settings.runtime_shutdown_reserve_ms / 1000
-                await self._until(lambda: not runtime.running, reserve)
+                await self._until(lambda: not runtime.running, started + reserve_ms / 1000)
                 runtime.signal(signal.SIGKILL)
         self.hub.flush_now()
         self._shutdown_event = {"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": deadline_ms}
@@ -573,6 +578,17 @@ class Environment:
                 process.thaw()
             self.frozen = False
             self.hub.thaw()
+
+
+def shutdown_limits_ms(*, external: bool, internal: bool) -> tuple[int, int]:
+    """The Shutdown phase's limit and the runtime's reserve in it, by the extensions registered: none 0 ms, only
+    internal ones 500 ms, external ones 2,000 ms of which the runtime gets 300 ms, or 500 ms when an internal
+    extension is registered too (lambda-runtime-environment, runtimes-extensions-api)."""
+    if external:
+        return SHUTDOWN_WITH_EXTERNAL_MS, RUNTIME_RESERVE_WITH_INTERNAL_MS if internal else RUNTIME_RESERVE_MS
+    if internal:
+        return SHUTDOWN_WITH_INTERNAL_ONLY_MS, SHUTDOWN_WITH_INTERNAL_ONLY_MS
+    return 0, 0
 
 
 def _ms(start: float | None, end: float | None) -> float | None:

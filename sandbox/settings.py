@@ -38,8 +38,6 @@ class FunctionSettings:
     account_id: str = "123456789012"
     env: Mapping[str, str] = field(default_factory=dict)
     init_timeout_s: float = 10.0
-    shutdown_budget_ms: int = 2_000
-    runtime_shutdown_reserve_ms: int = 300
 
     @property
     def function_arn(self) -> str:

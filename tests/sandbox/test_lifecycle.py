@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import EXAMPLES, MINIMAL_LAYER, SettingsFactory, read_log, telemetry_events
 
 from sandbox.runner import LocalLambda
@@ -274,3 +275,24 @@ async def test_a_suppressed_init_that_outlasts_the_function_timeout_times_the_in
     # platform.start is sent even though the inline init failed, then the invocation's outcome.
     assert start["requestId"] == done["requestId"] == record.request_id
     assert (done["status"], done["errorType"]) == ("timeout", "Sandbox.Timedout")
+
+
+@pytest.mark.parametrize(("external", "internal", "reserve_ms"), [
+    (False, False, 0), (False, True, 500), (True, False, 300), (True, True, 500)])
+async def test_the_runtime_shutdown_reserve_depends_on_the_registered_extensions(
+        make_settings: SettingsFactory, work_dir: Path, external: bool, internal: bool, reserve_ms: int) -> None:
+    """A runtime that ignores SIGTERM is SIGKILLed when its reserve ends: at once without extensions, 500 ms with an
+    internal one (the whole phase), 300 ms of the 2,000 ms with external ones, 500 ms with both."""
+    env = {"SCRIPTED_IGNORE_SIGTERM": "1", **({"SCRIPTED_INTERNAL_EXTENSION": "in-runtime"} if internal else {})}
+    settings = make_settings(function_dir=SCRIPTED_FUNCTIONS, handler="scripted.handler",
+                             layer_dir=MINIMAL_LAYER if external else None, env=env)
+    async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:
+        assert sandbox.init_record is not None and sandbox.init_record.status == "success"
+        assert (await sandbox.invoke()).status == "success"
+        started_ms = time.time() * 1000
+        shutdown = await sandbox.shutdown()
+    assert shutdown.runtime_exit_ms is not None
+    assert reserve_ms - 20 <= shutdown.runtime_exit_ms < reserve_ms + 200
+    phase_ms = 2000 if external else reserve_ms
+    assert abs(shutdown.deadline_ms - (started_ms + phase_ms)) < 100
+    assert all(e.exited_before_deadline for e in shutdown.extensions)
