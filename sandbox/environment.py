@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import os
 import signal
 import time
 import uuid
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sandbox import platform_events as pe
-from sandbox.processes import Process, View, peak_memory_mb
+from sandbox.processes import Process, View, launch_problem, peak_memory_mb
 from sandbox.records import ExtensionExit, ExtensionInit, InitRecord, InvokeRecord, ShutdownRecord
 from sandbox.settings import FunctionSettings
 from sandbox.subscription import Subscription
@@ -60,6 +59,8 @@ class Agent:
     id: str | None = None
     events: frozenset[str] = frozenset()
     state: str = "Started"
+    error_type: str | None = None
+    """Why it could not be launched, as platform.extension's errorType."""
     waiting: asyncio.Future[dict[str, Any]] | None = None
     first_next_at: float | None = None
     last_next_at: float | None = None
@@ -166,7 +167,8 @@ class Environment:
             if "SHUTDOWN" in events:
                 raise ApiError(403, "Extension.InvalidEventType",
                                "ShutdownEventNotSupportedForInternalExtension")
-            if sum(a.registered for a in self.phase.agents) >= MAX_EXTENSIONS:
+            # rapid counts every agent it knows: one per launched file, plus the internal ones.
+            if len(self.phase.agents) >= MAX_EXTENSIONS:
                 raise ApiError(403, "Extension.TooManyExtensions", "Extension limit (10) reached")
             agent = Agent(name=name, external=False)
             self.phase.agents.append(agent)
@@ -301,7 +303,7 @@ class Environment:
         if any(a.process is process for a in self.phase.agents) or is_runtime:
             self.phase.fatal = self.phase.fatal or ("Runtime.ExitError" if is_runtime else "Extension.Crash")
             for agent in self.phase.agents:
-                if agent.process is process:
+                if agent.process is process and agent.state not in ("InitError", "ExitError"):
                     agent.state = "Exited"
 
     def _extension_files(self) -> list[Path]:
@@ -340,12 +342,20 @@ class Environment:
         for file in files[:MAX_EXTENSIONS]:
             agent = Agent(name=file.name, external=True, process=Process(f"extension-{file.name}"))
             self.phase.agents.append(agent)
-            if not os.access(file, os.X_OK):
-                agent.state, self.phase.fatal = "LaunchError", self.phase.fatal or "Extension.LaunchError"
-                continue
-            assert agent.process is not None
-            await self._launch(agent.process, [self._extension_path(file)], self.settings.extension_env(
-                self.runtime_api, self.python_bin), self.settings.layer_dir or Path("/"), "extension")
+            problem = launch_problem(file, self.view.layer_dir if self.view.isolated else None)
+            if problem is None:
+                assert agent.process is not None
+                try:
+                    await self._launch(agent.process, [self._extension_path(file)], self.settings.extension_env(
+                        self.runtime_api, self.python_bin), self.settings.layer_dir or Path("/"), "extension")
+                except PermissionError:
+                    problem = "PermissionDenied"
+                except OSError:
+                    problem = "UnknownError"
+            if problem is not None:
+                # A file that cannot be exec'd fails the init with Extension.LaunchError (rapid).
+                agent.state, agent.error_type, agent.process = "LaunchError", problem, None
+                self.phase.fatal = self.phase.fatal or "Extension.LaunchError"
         phase = self.phase
         done = await self._until(lambda: bool(phase.fatal) or all(
             a.registered for a in phase.agents if a.external), deadline)
@@ -367,7 +377,8 @@ class Environment:
         phase.init_duration_ms = pe.duration_ms(started, ended)
         self.hub.emit(pe.init_runtime_done(ended, phase=phase_name, status=status, error_type=error_type))
         for agent in phase.agents:
-            self.hub.emit(pe.extension_state(ended, name=agent.name, state=agent.state, events=agent.events))
+            self.hub.emit(pe.extension_state(ended, name=agent.name, state=agent.state, events=agent.events,
+                                             error_type=agent.error_type))
         self.hub.emit(pe.init_report(ended, phase=phase_name, status=status if done else "timeout",
                                      error_type=error_type, init_duration_ms=phase.init_duration_ms))
         record = InitRecord(phase=phase_name, status=status if done else "timeout", error_type=error_type,
