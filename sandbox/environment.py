@@ -222,9 +222,14 @@ class Environment:
         self.phase.fatal = self.phase.fatal or ("Extension.InitError" if kind == "init" else "Extension.ExitError")
         self._notify()
 
-    def subscribe_api(self, agent: Agent, subscription: Subscription) -> None:
+    def ensure_subscriptions_open(self) -> None:
+        """Once init ended every subscribe is refused with 403, whatever its body (the 400 of a bad body only
+        applies while subscriptions are open)."""
         if not self.hub.open or self.stage is not Stage.INIT:
             raise ApiError(403, "Telemetry.SubscriptionClosed", "Telemetry API subscription is closed")
+
+    def subscribe_api(self, agent: Agent, subscription: Subscription) -> None:
+        self.ensure_subscriptions_open()
         if agent.subscribed:
             raise ApiError(500, "Telemetry.SubscribeFailed", f"Extension {agent.name} is already subscribed")
         agent.subscribed = True
