@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Final
 
 # Variables an extension does not get (runtimes-extensions-api); rapid also strips every `_`-prefixed key.
+# Everything else reaches it, PYTHONPATH included: an extension in Python that must not see the function's
+# modules runs its interpreter with -E (as ours does).
 NOT_FOR_EXTENSIONS: Final = frozenset({
     "AWS_EXECUTION_ENV", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_XRAY_CONTEXT_MISSING",
     "AWS_XRAY_DAEMON_ADDRESS", "LAMBDA_RUNTIME_DIR", "LAMBDA_TASK_ROOT", "_AWS_XRAY_DAEMON_ADDRESS",
-    "_AWS_XRAY_DAEMON_PORT", "_HANDLER", "PYTHONPATH",
+    "_AWS_XRAY_DAEMON_PORT", "_HANDLER",
 })
 # Fake credentials of the documented shape: the sandbox reaches no AWS service.
 FAKE_CREDENTIALS: Final = {

@@ -214,9 +214,10 @@ print(json.dumps({{"opt": sorted(os.listdir("/opt")), "argv0": os.environ["LAUNC
   "sandbox": socket.gethostbyname("sandbox.localdomain"),
   "writable": os.access("/opt", os.W_OK),
   "aiohttp": importlib.util.find_spec("aiohttp") is not None,
-  "awslambdaric": importlib.util.find_spec("awslambdaric") is not None,
+  "pythonpath": os.environ.get("PYTHONPATH"),
   "env": sorted(os.environ)}}))
 EOF
+python3 -E -c 'import importlib.util; print(importlib.util.find_spec("awslambdaric") is not None)' > {out}.E
 exec {MINIMAL_LAYER}/extensions/minimal-extension
 """)
     script.chmod(0o755)
@@ -226,7 +227,11 @@ exec {MINIMAL_LAYER}/extensions/minimal-extension
         isolated = sandbox.isolate
     seen = json.loads(out.read_text())
     assert seen["sandbox"] == "127.0.0.1"
-    assert not seen["aiohttp"] and not seen["awslambdaric"]
+    assert not seen["aiohttp"]
+    # PYTHONPATH is not among the variables the docs keep from extensions: the function's reaches them, and
+    # only an interpreter that ignores the environment (-E) has nothing but the standard library.
+    assert seen["pythonpath"] == settings.function_env("", Path())["PYTHONPATH"]
+    assert Path(f"{out}.E").read_text().strip() == "False"
     assert "AWS_LAMBDA_RUNTIME_API" in seen["env"] and "_HANDLER" not in seen["env"]
     assert "LAMBDA_TASK_ROOT" not in seen["env"]
     if isolated:
