@@ -134,6 +134,8 @@ async def subscribe(request: web.Request) -> web.Response:
     environment = request.app[ENVIRONMENT]
     agent = environment.agent_for(request.headers.get(ID_HEADER))
     raw = await request.read()
+    # rapid turns subscriptions off at the end of init; after that a subscribe is refused before its body is read.
+    environment.ensure_subscriptions_open()
     try:
         subscription = parse_subscription(json.loads(raw))
     except (ValueError, SubscriptionInvalid) as problem:

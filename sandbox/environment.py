@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import os
 import signal
 import time
 import uuid
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sandbox import platform_events as pe
-from sandbox.processes import Process, View, peak_memory_mb
+from sandbox.processes import Process, View, launch_problem, peak_memory_mb
 from sandbox.records import ExtensionExit, ExtensionInit, InitRecord, InvokeRecord, ShutdownRecord
 from sandbox.settings import FunctionSettings
 from sandbox.subscription import Subscription
@@ -25,6 +24,10 @@ from sandbox.telemetry import TelemetryHub
 MAX_EXTENSIONS: Final = 10
 MAX_PAYLOAD_BYTES: Final = 6 * 1024 * 1024 + 100
 EVENT_TYPES: Final = frozenset({"INVOKE", "SHUTDOWN"})
+SHUTDOWN_WITH_EXTERNAL_MS: Final = 2_000
+SHUTDOWN_WITH_INTERNAL_ONLY_MS: Final = 500
+RUNTIME_RESERVE_MS: Final = 300
+RUNTIME_RESERVE_WITH_INTERNAL_MS: Final = 500
 OutputSink = Callable[[str, str], None]
 
 
@@ -56,6 +59,8 @@ class Agent:
     id: str | None = None
     events: frozenset[str] = frozenset()
     state: str = "Started"
+    error_type: str | None = None
+    """Why it could not be launched, as platform.extension's errorType."""
     waiting: asyncio.Future[dict[str, Any]] | None = None
     first_next_at: float | None = None
     last_next_at: float | None = None
@@ -162,7 +167,8 @@ class Environment:
             if "SHUTDOWN" in events:
                 raise ApiError(403, "Extension.InvalidEventType",
                                "ShutdownEventNotSupportedForInternalExtension")
-            if sum(a.registered for a in self.phase.agents) >= MAX_EXTENSIONS:
+            # rapid counts every agent it knows: one per launched file, plus the internal ones.
+            if len(self.phase.agents) >= MAX_EXTENSIONS:
                 raise ApiError(403, "Extension.TooManyExtensions", "Extension limit (10) reached")
             agent = Agent(name=name, external=False)
             self.phase.agents.append(agent)
@@ -216,9 +222,14 @@ class Environment:
         self.phase.fatal = self.phase.fatal or ("Extension.InitError" if kind == "init" else "Extension.ExitError")
         self._notify()
 
-    def subscribe_api(self, agent: Agent, subscription: Subscription) -> None:
+    def ensure_subscriptions_open(self) -> None:
+        """Once init ended every subscribe is refused with 403, whatever its body (the 400 of a bad body only
+        applies while subscriptions are open)."""
         if not self.hub.open or self.stage is not Stage.INIT:
             raise ApiError(403, "Telemetry.SubscriptionClosed", "Telemetry API subscription is closed")
+
+    def subscribe_api(self, agent: Agent, subscription: Subscription) -> None:
+        self.ensure_subscriptions_open()
         if agent.subscribed:
             raise ApiError(500, "Telemetry.SubscribeFailed", f"Extension {agent.name} is already subscribed")
         agent.subscribed = True
@@ -276,9 +287,13 @@ class Environment:
 
     async def _launch(self, process: Process, argv: Sequence[str], env: dict[str, str], cwd: Path,
                       source: str) -> None:
+        json_format = self.settings.log_format == "JSON"
+
         def on_line(line: str) -> None:
             self.on_output(process.name, line)
-            self.hub.emit(pe.log_line(time.time(), source=source, line=line, json_record=_json_object(line)))
+            # A record is an object only in the JSON log format; in Text a line that happens to be JSON stays a string.
+            record = _json_object(line) if json_format else None
+            self.hub.emit(pe.log_line(time.time(), source=source, line=line, json_record=record))
 
         await process.start(self.view.wrap(argv), env=env, cwd=cwd, on_line=on_line)
         self._watchers.append(asyncio.create_task(self._watch(process), name=f"watch-{process.name}"))
@@ -293,7 +308,7 @@ class Environment:
         if any(a.process is process for a in self.phase.agents) or is_runtime:
             self.phase.fatal = self.phase.fatal or ("Runtime.ExitError" if is_runtime else "Extension.Crash")
             for agent in self.phase.agents:
-                if agent.process is process:
+                if agent.process is process and agent.state not in ("InitError", "ExitError"):
                     agent.state = "Exited"
 
     def _extension_files(self) -> list[Path]:
@@ -307,10 +322,21 @@ class Environment:
 
     # ---- phases -------------------------------------------------------------------------------
 
-    async def init(self, phase_name: str = "init") -> InitRecord:
+    async def init(self) -> InitRecord:
+        """The Init phase, within the 10 s init limit; then a freeze, or a reset after which the first
+        invocation retries the init (a suppressed init)."""
+        record = await self._init("init", time.monotonic() + self.settings.init_timeout_s)
+        if record.error_type is None:
+            await self._freeze()
+        else:
+            await self._reset("failure")
+        return record
+
+    async def _init(self, phase_name: str, deadline: float) -> InitRecord:
+        """Extensions, then the runtime, until all called next or the monotonic `deadline` passed."""
         self.stage, self.phase = Stage.INIT, Phase()
         self.hub.open_subscriptions()
-        started, deadline = time.time(), time.monotonic() + self.settings.init_timeout_s
+        started = time.time()
         self.hub.emit(pe.init_start(started, phase=phase_name, function_name=self.settings.function_name,
                                     function_version=self.settings.function_version,
                                     instance_id=self.instance_id, memory_mb=self.settings.memory_mb,
@@ -321,12 +347,20 @@ class Environment:
         for file in files[:MAX_EXTENSIONS]:
             agent = Agent(name=file.name, external=True, process=Process(f"extension-{file.name}"))
             self.phase.agents.append(agent)
-            if not os.access(file, os.X_OK):
-                agent.state, self.phase.fatal = "LaunchError", self.phase.fatal or "Extension.LaunchError"
-                continue
-            assert agent.process is not None
-            await self._launch(agent.process, [self._extension_path(file)], self.settings.extension_env(
-                self.runtime_api, self.python_bin), self.settings.layer_dir or Path("/"), "extension")
+            problem = launch_problem(file, self.view.layer_dir if self.view.isolated else None)
+            if problem is None:
+                assert agent.process is not None
+                try:
+                    await self._launch(agent.process, [self._extension_path(file)], self.settings.extension_env(
+                        self.runtime_api, self.python_bin), self.settings.layer_dir or Path("/"), "extension")
+                except PermissionError:
+                    problem = "PermissionDenied"
+                except OSError:
+                    problem = "UnknownError"
+            if problem is not None:
+                # A file that cannot be exec'd fails the init with Extension.LaunchError (rapid).
+                agent.state, agent.error_type, agent.process = "LaunchError", problem, None
+                self.phase.fatal = self.phase.fatal or "Extension.LaunchError"
         phase = self.phase
         done = await self._until(lambda: bool(phase.fatal) or all(
             a.registered for a in phase.agents if a.external), deadline)
@@ -348,7 +382,8 @@ class Environment:
         phase.init_duration_ms = pe.duration_ms(started, ended)
         self.hub.emit(pe.init_runtime_done(ended, phase=phase_name, status=status, error_type=error_type))
         for agent in phase.agents:
-            self.hub.emit(pe.extension_state(ended, name=agent.name, state=agent.state, events=agent.events))
+            self.hub.emit(pe.extension_state(ended, name=agent.name, state=agent.state, events=agent.events,
+                                             error_type=agent.error_type))
         self.hub.emit(pe.init_report(ended, phase=phase_name, status=status if done else "timeout",
                                      error_type=error_type, init_duration_ms=phase.init_duration_ms))
         record = InitRecord(phase=phase_name, status=status if done else "timeout", error_type=error_type,
@@ -359,32 +394,31 @@ class Environment:
                                 for a in phase.agents])
         if error_type is None:
             self.stage = Stage.READY
-            await self._freeze()
-        else:
-            await self._reset("failure")
         return record
 
     async def invoke(self, payload: bytes, *, trace_header: str | None = None) -> InvokeRecord:
-        if self.stage is not Stage.READY or self.phase.fatal:
-            self._thaw()
-            if self.stage is Stage.READY:
-                await self._reset("failure")
-            init = await self.init("invoke")  # a suppressed init, inside this invocation
-            if init.error_type is not None:
-                return _failed_invocation(init)
-        self._thaw()
-        phase, runtime = self.phase, self.phase.runtime
+        if self.stage is Stage.READY and self.phase.fatal:
+            await self._reset("failure")
         request_id = str(uuid.uuid4())
-        timeout_s = self.settings.timeout_s
-        invocation = Invocation(request_id=request_id, payload=payload, trace_header=trace_header,
-                                deadline_ms=int((time.time() + timeout_s) * 1000))
-        self.current, self.stage = invocation, Stage.INVOKE
-        invocation.released_wall, invocation.released_at = time.time(), time.monotonic()
-        deadline = invocation.released_at + timeout_s
+        # The function's timeout covers the whole invocation, a suppressed init included: one deadline for both.
+        begun_wall, begun = time.time(), time.monotonic()
+        deadline = begun + self.settings.timeout_s
+        deadline_ms = int((begun_wall + self.settings.timeout_s) * 1000)
         # With active tracing Lambda records the invocation as a segment of its own: its id is spanId.
         sampled = trace_header is not None and "Sampled=1" in trace_header
         trace = pe.tracing(trace_header, uuid.uuid4().hex[:16] if sampled else None)
-        invocation.trace = trace
+        invocation = Invocation(request_id=request_id, payload=payload, trace_header=trace_header,
+                                deadline_ms=deadline_ms, trace=trace)
+        if self.stage is not Stage.READY:
+            # After a reset or a failed init, Lambda retries the init at this invocation "with the configured function
+            # timeout" (lambda-runtime-environment): inside it, under its deadline, not the 10 s init limit.
+            init = await self._init("invoke", deadline)
+            if init.error_type is not None:
+                return await self._failed_init(invocation, init, begun_wall, begun)
+        self._thaw()
+        phase, runtime = self.phase, self.phase.runtime
+        self.current, self.stage = invocation, Stage.INVOKE
+        invocation.released_wall, invocation.released_at = time.time(), time.monotonic()
         self.hub.emit(pe.start(invocation.released_wall, request_id=request_id,
                                version=self.settings.function_version, trace=trace))
         event = {"eventType": "INVOKE", "deadlineMs": invocation.deadline_ms, "requestId": request_id,
@@ -416,7 +450,8 @@ class Environment:
         memory_used = peak_memory_mb(self._processes())
         record = InvokeRecord(
             request_id=request_id, status=status, error_type=error_type,
-            response=invocation.response if invocation.response is not None else _error_body(invocation, error_type),
+            response=(invocation.response if invocation.response is not None
+                      else _error_body(invocation, error_type, self.settings.timeout_s)),
             cold_start=phase.cold, duration_ms=_ms(invocation.released_at, ended) or 0.0,
             response_latency_ms=_ms(invocation.released_at, invocation.response_done_at),
             runtime_done_ms=_ms(invocation.released_at, invocation.runtime_done_at),
@@ -435,6 +470,30 @@ class Environment:
                                 spans=overhead if subscribers else [], trace=trace))
         phase.cold = False
         return record
+
+    async def _failed_init(self, invocation: Invocation, init: InitRecord, begun_wall: float,
+                           begun: float) -> InvokeRecord:
+        """The invocation whose suppressed init failed or ran out of its time: `platform.start` is still sent
+        (rapid), then the outcome, the reset and the report, as for an invocation that failed."""
+        timed_out = init.status == "timeout"
+        error_type = "Sandbox.Timedout" if timed_out else (init.error_type or "Runtime.Unknown")
+        status = "timeout" if timed_out else ("failure" if error_type.startswith("Sandbox.") else "error")
+        invocation.released_wall, invocation.released_at = begun_wall, begun
+        self.hub.emit(pe.start(time.time(), request_id=invocation.request_id,
+                               version=self.settings.function_version, trace=invocation.trace))
+        self.hub.emit(self._runtime_done_event(invocation, status, error_type))
+        ended, memory_used = time.monotonic(), peak_memory_mb(self._processes())
+        await self._reset("timeout" if timed_out else "failure")
+        duration = _ms(begun, ended) or 0.0
+        self.hub.emit(pe.report(time.time(), request_id=invocation.request_id, status=status, error_type=error_type,
+                                duration=duration, memory_mb=self.settings.memory_mb, max_memory_used_mb=memory_used,
+                                init_duration=init.duration_ms, spans=[], trace=invocation.trace))
+        message = (f"Task timed out after {self.settings.timeout_s:.2f} seconds" if timed_out
+                   else "Init failed")
+        return InvokeRecord(request_id=invocation.request_id, status=status, error_type=error_type,
+                            response=pe.json_bytes({"errorMessage": message, "errorType": error_type}),
+                            cold_start=True, duration_ms=duration, response_latency_ms=None, runtime_done_ms=None,
+                            post_runtime_extension_ms=0.0)
 
     def _runtime_done_event(self, invocation: Invocation, status: str, error_type: str | None) -> pe.TelemetryEvent:
         wall = _wall_clock(invocation)
@@ -468,19 +527,20 @@ class Environment:
         self.stage = Stage.SHUTDOWN
         self._thaw()
         started = time.monotonic()
-        budget_s = self.settings.shutdown_budget_ms / 1000
-        deadline = started + budget_s
-        deadline_ms = int((time.time() + budget_s) * 1000)
         phase = self.phase
+        registered = [a for a in phase.agents if a.registered]
+        budget_ms, reserve_ms = shutdown_limits_ms(external=any(a.external for a in registered),
+                                                   internal=any(not a.external for a in registered))
+        deadline = started + budget_ms / 1000
+        deadline_ms = int((time.time() + budget_ms / 1000) * 1000)
         runtime = phase.runtime.process
         external = [a for a in phase.agents if a.external and a.process is not None and a.process.running]
         if runtime is not None and runtime.running:
-            if not any(a.registered for a in phase.agents):
+            if not registered:
                 runtime.signal(signal.SIGKILL)  # no extensions: no graceful shutdown at all
             else:
                 runtime.signal(signal.SIGTERM)
-                reserve = started + self.settings.runtime_shutdown_reserve_ms / 1000
-                await self._until(lambda: not runtime.running, reserve)
+                await self._until(lambda: not runtime.running, started + reserve_ms / 1000)
                 runtime.signal(signal.SIGKILL)
         self.hub.flush_now()
         self._shutdown_event = {"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": deadline_ms}
@@ -536,6 +596,17 @@ class Environment:
             self.hub.thaw()
 
 
+def shutdown_limits_ms(*, external: bool, internal: bool) -> tuple[int, int]:
+    """The Shutdown phase's limit and the runtime's reserve in it, by the extensions registered: none 0 ms, only
+    internal ones 500 ms, external ones 2,000 ms of which the runtime gets 300 ms, or 500 ms when an internal
+    extension is registered too (lambda-runtime-environment, runtimes-extensions-api)."""
+    if external:
+        return SHUTDOWN_WITH_EXTERNAL_MS, RUNTIME_RESERVE_WITH_INTERNAL_MS if internal else RUNTIME_RESERVE_MS
+    if internal:
+        return SHUTDOWN_WITH_INTERNAL_ONLY_MS, SHUTDOWN_WITH_INTERNAL_ONLY_MS
+    return 0, 0
+
+
 def _ms(start: float | None, end: float | None) -> float | None:
     if start is None or end is None:
         return None
@@ -557,22 +628,15 @@ def _outcome(invocation: Invocation, fatal: str | None, runtime_done: bool) -> t
     return "success", None
 
 
-def _error_body(invocation: Invocation, error_type: str | None) -> bytes:
+def _error_body(invocation: Invocation, error_type: str | None, timeout_s: float) -> bytes:
     if invocation.error is not None:
         return invocation.error[1]
-    message = f"Task timed out after {invocation.deadline_ms / 1000 - invocation.released_wall:.2f} seconds"
+    message = f"Task timed out after {timeout_s:.2f} seconds"
     return pe.json_bytes({"errorMessage": message, "errorType": error_type})
 
 
-def _failed_invocation(init: InitRecord) -> InvokeRecord:
-    body = pe.json_bytes({"errorMessage": "Init failed", "errorType": init.error_type})
-    return InvokeRecord(request_id=str(uuid.uuid4()), status="error", error_type=init.error_type,
-                        response=body, cold_start=True, duration_ms=init.duration_ms,
-                        response_latency_ms=None, runtime_done_ms=None, post_runtime_extension_ms=0.0)
-
-
 def _json_object(line: str) -> dict[str, Any] | None:
-    """Lambda's JSON log format: a line that is a JSON object becomes an object record."""
+    """The object form of a line in Lambda's JSON log format; None for a line that is not a JSON object."""
     if not line.startswith("{"):
         return None
     with contextlib.suppress(ValueError):

@@ -40,6 +40,35 @@ class View:
                 "isolate", layer, str(self.hosts_file), *argv]
 
 
+def launch_problem(file: Path, layer_dir: Path | None) -> str | None:
+    """Why exec(2) would refuse `file`, as platform.extension's errorType (PermissionDenied, UnknownError), or None.
+
+    The isolated launch goes through a shell, which reports a failed exec only as an exit status that a crashing
+    extension could give too; so the sandbox applies exec's rules itself: the file is executable, and it is an
+    ELF binary or a `#!` script whose interpreter (seen as the process sees /opt) exists and is executable.
+    exec never falls back to a shell for a file that is neither."""
+    if not os.access(file, os.X_OK):
+        return "PermissionDenied"
+    try:
+        with file.open("rb") as stream:
+            head = stream.read(256)
+    except OSError:
+        return "PermissionDenied"
+    if head.startswith(b"\x7fELF"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split() if head.startswith(b"#!") else []
+    if not words:
+        return "UnknownError"  # ENOEXEC
+    interpreter = Path(words[0].decode("utf-8", "replace"))
+    if layer_dir is not None and interpreter.is_relative_to("/opt"):
+        interpreter = layer_dir / interpreter.relative_to("/opt")
+    if not interpreter.is_file():
+        return "UnknownError"  # ENOENT: a bad shebang
+    if not os.access(interpreter, os.X_OK):
+        return "PermissionDenied"
+    return None
+
+
 def can_isolate() -> bool:
     """Private mount namespaces need root (CAP_SYS_ADMIN), `unshare` and an /opt to mount over."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or not Path("/opt").is_dir():

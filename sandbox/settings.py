@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Final
 
 # Variables an extension does not get (runtimes-extensions-api); rapid also strips every `_`-prefixed key.
+# Everything else reaches it, PYTHONPATH included: an extension in Python that must not see the function's
+# modules runs its interpreter with -E (as ours does).
 NOT_FOR_EXTENSIONS: Final = frozenset({
     "AWS_EXECUTION_ENV", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_XRAY_CONTEXT_MISSING",
     "AWS_XRAY_DAEMON_ADDRESS", "LAMBDA_RUNTIME_DIR", "LAMBDA_TASK_ROOT", "_AWS_XRAY_DAEMON_ADDRESS",
-    "_AWS_XRAY_DAEMON_PORT", "_HANDLER", "PYTHONPATH",
+    "_AWS_XRAY_DAEMON_PORT", "_HANDLER",
 })
 # Fake credentials of the documented shape: the sandbox reaches no AWS service.
 FAKE_CREDENTIALS: Final = {
@@ -38,12 +40,16 @@ class FunctionSettings:
     account_id: str = "123456789012"
     env: Mapping[str, str] = field(default_factory=dict)
     init_timeout_s: float = 10.0
-    shutdown_budget_ms: int = 2_000
-    runtime_shutdown_reserve_ms: int = 300
 
     @property
     def function_arn(self) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+
+    @property
+    def log_format(self) -> str:
+        """Lambda's LoggingConfig.LogFormat, which reaches the runtime as AWS_LAMBDA_LOG_FORMAT: Text unless JSON
+        (case-insensitive, as the runtime interface client reads it)."""
+        return "JSON" if self.env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON" else "Text"
 
     @property
     def python_version(self) -> str:

@@ -159,9 +159,10 @@ class Subscriber:
                 problem = type(exc).__name__
             if delay_s is not None:
                 await asyncio.sleep(delay_s)
-        dropped = [event for event in events if event["type"] in ("function", "extension")]
-        self.dropped_records += len(dropped)
-        self._append(pe.logs_dropped(time.time(), dropped_records=len(dropped), dropped_bytes=len(body),
+        # The whole batch is lost, platform events too, and logsDropped counts all of it (as the LMI relay does).
+        self.dropped_records += len(events)
+        self.dropped_bytes += len(body)
+        self._append(pe.logs_dropped(time.time(), dropped_records=len(events), dropped_bytes=len(body),
                                      reason=f"could not send events: {problem}")
                      .envelope(self.subscription.schema_version), 0)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from scripted import answers, scripted_layer
 from support import MINIMAL_LAYER, SettingsFactory, read_log
 
 from sandbox.runner import LocalLambda
@@ -79,3 +80,17 @@ async def test_runtime_response_errors(make_settings: SettingsFactory, work_dir:
     # The client already has the first answer; awslambdaric exits when its own answer is refused.
     assert record.response == b'"first"'
     assert (record.status, record.error_type) == ("error", "Runtime.ExitError")
+
+
+async def test_a_bad_subscribe_body_after_init_is_refused_as_closed(make_settings: SettingsFactory, tmp_path: Path,
+                                                                    work_dir: Path) -> None:
+    """Once init has ended a subscribe gets 403 Telemetry.SubscriptionClosed, whatever its body; during init a bad
+    body gets 400 (test_documented_error_codes)."""
+    log = tmp_path / "ext.jsonl"
+    layer = scripted_layer(tmp_path, {"late": {"log": str(log), "probe_after_init": True}})
+    async with LocalLambda(make_settings(layer_dir=layer), work_dir=work_dir, on_output=quiet) as sandbox:
+        await sandbox.invoke()
+    seen = answers(read_log(log))
+    closed = {"errorType": "Telemetry.SubscriptionClosed", "errorMessage": "Telemetry API subscription is closed"}
+    assert seen["subscribe_bad_json_after_init"] == (403, closed)
+    assert seen["subscribe_bad_body_after_init"] == (403, closed)

@@ -7,12 +7,15 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from support import EXAMPLES, MINIMAL_LAYER, SettingsFactory, read_log, telemetry_events
 
 from sandbox.runner import LocalLambda
 
 TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+SCRIPTED_FUNCTIONS = Path(__file__).parent / "functions"
 
 
 def ext_env(log: Path, **extra: str) -> dict[str, str]:
@@ -211,9 +214,10 @@ print(json.dumps({{"opt": sorted(os.listdir("/opt")), "argv0": os.environ["LAUNC
   "sandbox": socket.gethostbyname("sandbox.localdomain"),
   "writable": os.access("/opt", os.W_OK),
   "aiohttp": importlib.util.find_spec("aiohttp") is not None,
-  "awslambdaric": importlib.util.find_spec("awslambdaric") is not None,
+  "pythonpath": os.environ.get("PYTHONPATH"),
   "env": sorted(os.environ)}}))
 EOF
+python3 -E -c 'import importlib.util; print(importlib.util.find_spec("awslambdaric") is not None)' > {out}.E
 exec {MINIMAL_LAYER}/extensions/minimal-extension
 """)
     script.chmod(0o755)
@@ -223,9 +227,77 @@ exec {MINIMAL_LAYER}/extensions/minimal-extension
         isolated = sandbox.isolate
     seen = json.loads(out.read_text())
     assert seen["sandbox"] == "127.0.0.1"
-    assert not seen["aiohttp"] and not seen["awslambdaric"]
+    assert not seen["aiohttp"]
+    # PYTHONPATH is not among the variables the docs keep from extensions: the function's reaches them, and
+    # only an interpreter that ignores the environment (-E) has nothing but the standard library.
+    assert seen["pythonpath"] == settings.function_env("", Path())["PYTHONPATH"]
+    assert Path(f"{out}.E").read_text().strip() == "False"
     assert "AWS_LAMBDA_RUNTIME_API" in seen["env"] and "_HANDLER" not in seen["env"]
     assert "LAMBDA_TASK_ROOT" not in seen["env"]
     if isolated:
         assert seen["opt"] == ["extensions"] and seen["argv0"] == "/opt/extensions/looker"
         assert not seen["writable"]
+
+
+def platform_records(sandbox: LocalLambda, kind: str) -> list[dict[str, Any]]:
+    return [event.record for event in sandbox.hub.platform_history
+            if event.type == f"platform.{kind}" and isinstance(event.record, dict)]
+
+
+async def test_a_suppressed_init_runs_under_the_function_timeout(make_settings: SettingsFactory,
+                                                                 work_dir: Path) -> None:
+    """An init that outlasts the init limit is retried in the first invocation, under the function's timeout rather
+    than the init limit, and the invocation's deadline covers it: the handler gets what the init left of it."""
+    settings = make_settings(function_dir=SCRIPTED_FUNCTIONS, handler="scripted.handler", init_timeout_s=0.4,
+                             timeout_s=3.0, env={"SCRIPTED_INIT_SLEEP_S": "0.8"})
+    async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:
+        assert sandbox.init_record is not None and sandbox.init_record.status == "timeout"
+        record = await sandbox.invoke()
+        reports = [(r["phase"], r["status"]) for r in platform_records(sandbox, "initReport")]
+        [suppressed] = [r for r in platform_records(sandbox, "initReport") if r["phase"] == "invoke"]
+    assert record.status == "success" and record.cold_start
+    assert reports == [("init", "timeout"), ("invoke", "success")]
+    assert suppressed["metrics"]["durationMs"] >= 800  # longer than the init limit, and it was not cut
+    remaining_ms = json.loads(record.response or b"")["remaining_ms"]
+    assert remaining_ms <= 3000 - 800
+
+
+async def test_a_suppressed_init_that_outlasts_the_function_timeout_times_the_invocation_out(
+        make_settings: SettingsFactory, work_dir: Path) -> None:
+    settings = make_settings(function_dir=SCRIPTED_FUNCTIONS, handler="scripted.handler", init_timeout_s=0.3,
+                             timeout_s=1.0, env={"SCRIPTED_INIT_SLEEP_S": "5"})
+    async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:
+        started = time.monotonic()
+        record = await sandbox.invoke()
+        took = time.monotonic() - started
+        reports = [(r["phase"], r["status"]) for r in platform_records(sandbox, "initReport")]
+        [start] = platform_records(sandbox, "start")
+        [done] = platform_records(sandbox, "runtimeDone")
+    assert (record.status, record.error_type) == ("timeout", "Sandbox.Timedout")
+    assert 0.95 <= took < 2.0
+    assert json.loads(record.response or b"")["errorMessage"] == "Task timed out after 1.00 seconds"
+    assert reports == [("init", "timeout"), ("invoke", "timeout")]
+    # platform.start is sent even though the inline init failed, then the invocation's outcome.
+    assert start["requestId"] == done["requestId"] == record.request_id
+    assert (done["status"], done["errorType"]) == ("timeout", "Sandbox.Timedout")
+
+
+@pytest.mark.parametrize(("external", "internal", "reserve_ms"), [
+    (False, False, 0), (False, True, 500), (True, False, 300), (True, True, 500)])
+async def test_the_runtime_shutdown_reserve_depends_on_the_registered_extensions(
+        make_settings: SettingsFactory, work_dir: Path, external: bool, internal: bool, reserve_ms: int) -> None:
+    """A runtime that ignores SIGTERM is SIGKILLed when its reserve ends: at once without extensions, 500 ms with an
+    internal one (the whole phase), 300 ms of the 2,000 ms with external ones, 500 ms with both."""
+    env = {"SCRIPTED_IGNORE_SIGTERM": "1", **({"SCRIPTED_INTERNAL_EXTENSION": "in-runtime"} if internal else {})}
+    settings = make_settings(function_dir=SCRIPTED_FUNCTIONS, handler="scripted.handler",
+                             layer_dir=MINIMAL_LAYER if external else None, env=env)
+    async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:
+        assert sandbox.init_record is not None and sandbox.init_record.status == "success"
+        assert (await sandbox.invoke()).status == "success"
+        started_ms = time.time() * 1000
+        shutdown = await sandbox.shutdown()
+    assert shutdown.runtime_exit_ms is not None
+    assert reserve_ms - 20 <= shutdown.runtime_exit_ms < reserve_ms + 200
+    phase_ms = 2000 if external else reserve_ms
+    assert abs(shutdown.deadline_ms - (started_ms + phase_ms)) < 100
+    assert all(e.exited_before_deadline for e in shutdown.extensions)

@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scripted import scripted_layer
 from support import MINIMAL_LAYER, SettingsFactory, read_log, telemetry_events
 
 from sandbox.runner import LocalLambda
+
+SCRIPTED_FUNCTIONS = Path(__file__).parent / "functions"
 
 
 def quiet(source: str, line: str) -> None:
@@ -20,10 +23,11 @@ def quiet(source: str, line: str) -> None:
 
 
 async def run(make_settings: SettingsFactory, tmp_path: Path, work_dir: Path, payloads: list[dict[str, Any]],
-              buffering: dict[str, int], **env: str) -> list[dict[str, Any]]:
+              buffering: dict[str, int], handler: str = "probe.handler", **env: str) -> list[dict[str, Any]]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "ext.jsonl"
-    settings = make_settings(layer_dir=MINIMAL_LAYER, timeout_s=10.0, env={
+    function = {"function_dir": SCRIPTED_FUNCTIONS} if handler.startswith("scripted.") else {}
+    settings = make_settings(layer_dir=MINIMAL_LAYER, timeout_s=10.0, handler=handler, **function, env={
         "TEST_EXT_LOG": str(log), "TEST_EXT_SUBSCRIBE": "platform,function",
         "TEST_EXT_BUFFERING": json.dumps(buffering), "TEST_EXT_SHUTDOWN_MS": "500",
         "TEST_EXT_POST_INVOKE_MS": "100", **env})
@@ -123,3 +127,56 @@ async def test_json_log_records_need_schema_2022_12_13(make_settings: SettingsFa
     assert new_record["level"] in ("WARN", "WARNING") and new_record["message"] == "structured warning"
     assert "requestId" in new_record and "timestamp" in new_record
     assert isinstance(old_record, str) and json.loads(old_record)["message"] == "structured warning"
+
+
+async def test_json_records_need_the_json_log_format(make_settings: SettingsFactory, tmp_path: Path,
+                                                     work_dir: Path) -> None:
+    """In the Text log format every line is a string record, even one that happens to be a JSON object."""
+    line = '{"message": "looks like JSON", "level": "INFO"}'
+    payload = {"print": [line], "warn": "plain warning"}
+    text = await run(make_settings, tmp_path / "text", work_dir, [payload], {"timeoutMs": 25},
+                     handler="scripted.handler", AWS_LAMBDA_LOG_FORMAT="Text")
+    json_format = await run(make_settings, tmp_path / "json", work_dir, [payload], {"timeoutMs": 25},
+                            handler="scripted.handler", AWS_LAMBDA_LOG_FORMAT="JSON")
+    text_records = [e["record"] for e in telemetry_events(text) if e["type"] == "function"]
+    json_records = [e["record"] for e in telemetry_events(json_format) if e["type"] == "function"]
+    assert line in text_records
+    assert all(isinstance(record, str) for record in text_records)
+    assert any("plain warning" in record for record in text_records)
+    assert {"message": "looks like JSON", "level": "INFO"} in json_records
+    [warning] = [r for r in json_records if isinstance(r, dict) and r.get("message") == "plain warning"]
+    assert warning["level"] in ("WARN", "WARNING") and "requestId" in warning and "timestamp" in warning
+
+
+async def test_extension_output_reaches_a_subscriber_of_extension_records(make_settings: SettingsFactory,
+                                                                          tmp_path: Path, work_dir: Path) -> None:
+    log = tmp_path / "ext.jsonl"
+    layer = scripted_layer(tmp_path, {"talker": {"log": str(log), "subscribe": ["extension"],
+                                                 "print": ["talker says hello"], "shutdown_ms": 300}})
+    settings = make_settings(layer_dir=layer, function_dir=SCRIPTED_FUNCTIONS, handler="scripted.handler")
+    async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:
+        record = await sandbox.invoke(json.dumps({"print": ["the function speaks"]}).encode())
+    events = telemetry_events(read_log(log))
+    assert {e["type"] for e in events} == {"extension"}  # neither platform events nor function output
+    assert [e["record"] for e in events] == ["talker says hello", f"talker says hello {record.request_id}"]
+
+
+async def test_a_failed_delivery_is_dropped_and_reported(make_settings: SettingsFactory, tmp_path: Path,
+                                                         work_dir: Path) -> None:
+    """The listener answers 500 to every batch holding function records: after the retries the batch is dropped
+    and the next delivery says so in platform.logsDropped."""
+    log_path = tmp_path / "ext.jsonl"
+    layer = scripted_layer(tmp_path, {"picky": {"log": str(log_path), "subscribe": ["platform", "function"],
+                                                "refuse": "function", "post_invoke_ms": 1000, "shutdown_ms": 300}})
+    settings = make_settings(layer_dir=layer, function_dir=SCRIPTED_FUNCTIONS, handler="scripted.handler")
+    async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:
+        await sandbox.invoke(json.dumps({"print": [f"line {n}" for n in range(5)]}).encode())
+    log = read_log(log_path)
+    refused = {json.dumps(entry["events"]): entry["events"] for entry in log if entry["kind"] == "refused"}
+    delivered = telemetry_events(log)
+    reports = [e["record"] for e in delivered if e["type"] == "platform.logsDropped"]
+    assert refused and not any(e["type"] == "function" for e in delivered)
+    assert sum(len(batch) for batch in refused.values()) == sum(r["droppedRecords"] for r in reports)
+    assert all(r["reason"] == "could not send events: HTTP 500" for r in reports)
+    # Each refused batch was tried once and retried three times.
+    assert sum(entry["kind"] == "refused" for entry in log) == 4 * len(refused)
