@@ -34,6 +34,9 @@ class Flusher:
     def plan(self, now: float) -> Plan:
         return self.policy.on_invoke(now)
 
+    def before_next(self, now: float) -> None:
+        self.policy.on_next(now)
+
     async def flush(self, *, deadline: float) -> None:
         await self.sink.flush(deadline=deadline)
         self.policy.on_flushed(self.now())

@@ -65,6 +65,18 @@ def test_adaptive_starts_with_end_and_moves_to_background_after_warm_up() -> Non
     assert policy.busy and not plans[-1].wait_runtime_done and not plans[-1].flush_at_end
 
 
+def test_the_time_the_extension_itself_spends_does_not_count_as_a_gap() -> None:
+    # A collector that takes 1.5 s makes every `end` invocation 1.5 s apart; the next INVOKE still comes the
+    # moment the extension calls next: the function is busy, and should stop paying for the collector.
+    policy, now = FlushPolicy(FlushSetting(), now=0.0), 0.0
+    for _ in range(WARM_UP + 2):
+        now += 0.01
+        policy.on_invoke(now)
+        now += 1.5  # waiting for runtimeDone and the slow export
+        policy.on_next(now)
+    assert policy.busy
+
+
 def test_busy_mode_flushes_at_the_start_once_per_interval_without_blocking() -> None:
     policy = FlushPolicy(FlushSetting(interval_s=1.0), now=0.0)
     _, now = invoke_every(policy, 0.125, WARM_UP + 2)  # binary fractions: exact sums

@@ -59,6 +59,9 @@ class RecordingFlushing:
     def kick(self) -> None:
         self.sink.calls.append(("kick", None))
 
+    def before_next(self, now: float) -> None:
+        pass
+
     async def stop_background(self) -> None:
         self.sink.calls.append(("stop_background", None))
 
