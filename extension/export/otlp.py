@@ -6,7 +6,6 @@ which message the answer is, and which field of its partial success counts the r
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import gzip
 import re
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 import orjson
-from google.protobuf import json_format  # type: ignore[import-untyped]
 from google.protobuf.message import DecodeError, Message  # type: ignore[import-untyped]
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
@@ -34,6 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from extension import __version__
 from extension.config import Compression, OTLPProtocol, SignalExport
 from extension.errors import TransportError
+from extension.export import otlp_json
 from extension.export.retry import RETRYABLE_STATUS
 from extension.export.transport import Response, Transport
 
@@ -47,7 +46,6 @@ _CONTENT_TYPES: Final[Mapping[OTLPProtocol, str]] = {
     "http/protobuf": "application/x-protobuf",
     "http/json": "application/json",
 }
-_ID_KEYS: Final = frozenset({"traceId", "spanId", "parentSpanId"})
 _MAX_DETAIL_CHARS: Final = 200
 # Shorter header values are no credentials, and redacting them would mangle ordinary words.
 _MIN_SECRET_CHARS: Final = 8
@@ -112,7 +110,7 @@ def encode_request(
 ) -> tuple[bytes, dict[str, str]]:
     """The body and content headers of an OTLP/HTTP request."""
     request = codec.encode(items)
-    body = orjson.dumps(_otlp_json(request)) if protocol == "http/json" else request.SerializeToString()
+    body = orjson.dumps(otlp_json.to_document(request)) if protocol == "http/json" else request.SerializeToString()
     headers = {"content-type": _CONTENT_TYPES[protocol]}
     if compression == "gzip":
         body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)  # mtime=0: same items, same bytes
@@ -234,26 +232,6 @@ class OTLPExporter(Generic[T]):
             retryable=True,
             attempts=0,
         )
-
-
-def _otlp_json(request: Message) -> dict[str, Any]:
-    document: dict[str, Any] = json_format.MessageToDict(request, use_integers_for_enums=True)
-    _ids_to_hex(document)
-    return document
-
-
-def _ids_to_hex(node: object) -> None:
-    """OTLP/JSON is proto3 JSON except that trace and span ids are hex where proto3 JSON writes base64;
-    they sit at different depths per signal (spans, links, log records, exemplars), so walk it all."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _ids_to_hex(value)
-    elif isinstance(node, list):
-        for item in node:
-            _ids_to_hex(item)
 
 
 def _partial_success(response: Response, codec: Codec[Any]) -> tuple[int, str | None]:
