@@ -12,29 +12,36 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import orjson
 from google.protobuf.message import DecodeError, Message  # type: ignore[import-untyped]
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 
-from extension import __version__
+from extension import __version__, forwarded
 from extension.config import Compression, OTLPProtocol, SignalExport
 from extension.errors import TransportError
 from extension.export import otlp_json
 from extension.export.retry import RETRYABLE_STATUS
 from extension.export.transport import Response, Transport
+from extension.forwarded import Forwarded
 
 USER_AGENT: Final = f"lambda-otel-extension/{__version__}"
 # zlib levels 1-3 use its fast deflate: on a 1,000-span batch level 3 took half the CPU of level 6 for
@@ -65,19 +72,40 @@ class Codec(Generic[T]):
     rejected_field: str  # the partial success's count of refused items
 
 
-def _encode_metrics(windows: Sequence[MetricsData]) -> ExportMetricsServiceRequest:
-    """Metrics are exported as whole collection windows; windows that failed before go out with the next."""
-    request = ExportMetricsServiceRequest()
-    for window in windows:
-        request.resource_metrics.extend(encode_metrics(window).resource_metrics)
+# The extension's own items, or what the function sent to the receiver (extension.forwarded): one buffer per
+# signal holds both, and one request carries both.
+SpanItem: TypeAlias = ReadableSpan | Forwarded[Span]
+LogItem: TypeAlias = ReadableLogRecord | Forwarded[LogRecord]
+MetricsItem: TypeAlias = MetricsData | Forwarded[Metric]
+
+
+def _encode_traces(items: Sequence[SpanItem]) -> ExportTraceServiceRequest:
+    request = encode_spans([item for item in items if isinstance(item, ReadableSpan)])
+    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.TRACES)
     return request
 
 
-TRACES: Final[Codec[ReadableSpan]] = Codec(signal="traces", encode=encode_spans,
-                                           response=ExportTraceServiceResponse, rejected_field="rejected_spans")
-LOGS: Final[Codec[ReadableLogRecord]] = Codec(signal="logs", encode=encode_logs, response=ExportLogsServiceResponse,
-                                              rejected_field="rejected_log_records")
-METRICS: Final[Codec[MetricsData]] = Codec(signal="metrics", encode=_encode_metrics,
+def _encode_logs(items: Sequence[LogItem]) -> ExportLogsServiceRequest:
+    request = encode_logs([item for item in items if isinstance(item, ReadableLogRecord)])
+    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.LOGS)
+    return request
+
+
+def _encode_metrics(items: Sequence[MetricsItem]) -> ExportMetricsServiceRequest:
+    """Metrics are exported as whole collection windows; windows that failed before go out with the next."""
+    request = ExportMetricsServiceRequest()
+    for window in items:
+        if isinstance(window, MetricsData):
+            request.resource_metrics.extend(encode_metrics(window).resource_metrics)
+    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.METRICS)
+    return request
+
+
+TRACES: Final[Codec[SpanItem]] = Codec(signal="traces", encode=_encode_traces, response=ExportTraceServiceResponse,
+                                       rejected_field="rejected_spans")
+LOGS: Final[Codec[LogItem]] = Codec(signal="logs", encode=_encode_logs, response=ExportLogsServiceResponse,
+                                    rejected_field="rejected_log_records")
+METRICS: Final[Codec[MetricsItem]] = Codec(signal="metrics", encode=_encode_metrics,
                                            response=ExportMetricsServiceResponse,
                                            rejected_field="rejected_data_points")
 
