@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LAYER ?= build/layer
 INVOCATIONS ?= 5
 
-.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup clean
+.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup bench-receiver clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
@@ -64,6 +64,9 @@ bench-flush: layer-local
 
 bench-startup: layer-local
 	$(BIN)/python -m bench.startup --write
+
+bench-receiver: layer-local
+	$(BIN)/python -m bench.receiver --write
 
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer

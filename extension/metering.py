@@ -36,8 +36,8 @@ class Metering:
     A window per flush would cost a second request on every invocation under the `end` strategy, billed to
     the user for numbers nobody reads at that rate; once per interval (OTEL_METRIC_EXPORT_INTERVAL), and at
     SHUTDOWN, bounds it. Time spent frozen counts toward the interval, so a quiet function sends its window
-    with its next flush. Metrics the function sent to the receiver (`forward`) wait in the same queue and leave
-    with the next flush, in the same request as the windows.
+    with its next flush. Metrics the function sent to the receiver (`forward`) wait beside the windows, bounded
+    on their own, and leave with the next flush, due window or not, in the same request as the windows.
     """
 
     def __init__(self, exporter: MetricsExporter, *, platform: PlatformMetrics, health: ExtensionHealth,
