@@ -8,7 +8,7 @@ LAYER ?= build/layer
 INVOCATIONS ?= 5
 TRIALS ?= 100
 
-.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup bench-signer bench-faults clean
+.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup bench-signer bench-faults bench-receiver clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
@@ -73,6 +73,9 @@ bench-signer: $(STAMP)
 
 bench-faults: layer-local
 	$(BIN)/python -m bench.faults --trials $(TRIALS) --write
+
+bench-receiver: layer-local
+	$(BIN)/python -m bench.receiver --write
 
 demo: layer-local
 	$(BIN)/python -m sandbox demo --layer build/layer

@@ -24,7 +24,7 @@ from extension.convert.spans import SpanAssembler
 from extension.errors import ConfigError, LambdaAPIError
 from extension.events import Shutdown
 from extension.export.breaker import CircuitBreaker
-from extension.export.otlp import LOGS, METRICS, TRACES, Codec, OTLPExporter
+from extension.export.otlp import LOGS, METRICS, TRACES, Codec, LogItem, OTLPExporter, SpanItem
 from extension.export.resilient import ResilientExporter
 from extension.export.size import estimate_span_bytes
 from extension.export.transport import AiohttpTransport, Transport, make_session
@@ -36,6 +36,7 @@ from extension.listener import make_app, serve
 from extension.metering import Metering
 from extension.outbox import Outbox
 from extension.pipeline import MAX_LOG_RECORDS_PER_EXPORT, LogRecords, Pipeline
+from extension.receiver import receiving
 from extension.secrets.settings import SecretSettings
 
 T = TypeVar("T")
@@ -101,7 +102,8 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
             out = _Egress(AiohttpTransport(egress))
             traces = headers.signals["traces"]
             exporter = out.exporter(traces, TRACES) if traces.enabled else None
-            buffer = Buffer(config.buffer_max_spans, max_bytes=config.buffer_max_bytes, size_of=estimate_span_bytes)
+            buffer: Buffer[SpanItem] = Buffer(config.buffer_max_spans, max_bytes=config.buffer_max_bytes,
+                                              size_of=estimate_span_bytes)
             pipeline = Pipeline(assembler, buffer, exporter,
                                 logs=_log_records(config, headers.signals["logs"], out, assembler),
                                 metering=_metering(config, headers.signals["metrics"], out, assembler),
@@ -109,7 +111,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
             assert started.listener is not None  # noqa: S101 -- for mypy: `subscribed` implies a listener
             async with serve(make_app(pipeline.accept, started.listener_path), started.listener), \
-                    asyncio.TaskGroup() as tasks:
+                    receiving(config.receiver_port, pipeline.forward), asyncio.TaskGroup() as tasks:
                 flusher.attach(tasks.create_task(flusher.run(), name="background-flush"))
                 refresh = None
                 if secret is not None and secret.refresh_s:
@@ -140,7 +142,8 @@ def _log_records(config: Config, logs: SignalExport, out: _Egress, assembler: Sp
     """The function's log lines in its invocations' traces, unless their exporter is `none`."""
     if not logs.enabled:
         return None
-    buffer = Buffer(config.buffer_max_log_records, max_bytes=config.buffer_max_bytes, size_of=estimate_log_bytes)
+    buffer: Buffer[LogItem] = Buffer(config.buffer_max_log_records, max_bytes=config.buffer_max_bytes,
+                                     size_of=estimate_log_bytes)
     return LogRecords(assembler=LogAssembler(resource=assembler.resource, ids_of=assembler.ids_of),
                       outbox=Outbox(buffer, out.exporter(logs, LOGS), max_per_export=MAX_LOG_RECORDS_PER_EXPORT))
 
@@ -152,7 +155,7 @@ def _metering(config: Config, metrics: SignalExport, out: _Egress, assembler: Sp
     exporter = out.exporter(metrics, METRICS)
     return Metering(exporter, platform=PlatformMetrics(config.metrics_temporality),
                     health=ExtensionHealth(config.metrics_temporality), resource=lambda: assembler.resource,
-                    interval_s=config.metric_export_interval_ms / 1000)
+                    interval_s=config.metric_export_interval_ms / 1000, max_bytes=config.buffer_max_bytes)
 
 
 class _SignalHeaders:

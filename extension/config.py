@@ -33,6 +33,8 @@ wins over the general one.
 | OTEL_LAMBDA_SHUTDOWN_MARGIN_MS            | 200                   | integer >= 0, kept free before a deadline      |
 | OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS       | unset (deadline)      | integer >= 1: longest wait for runtimeDone    |
 | OTEL_LAMBDA_LISTENER_PORT                 | 0 (any free)          | integer 0-65535, the telemetry listener's port |
+| OTEL_LAMBDA_RECEIVER_PORT                 | 4318                  | integer 1-65535, or 0 / off: the in-function  |
+|                                           |                       | OTLP/HTTP receiver's port on 127.0.0.1        |
 | OTEL_LAMBDA_FLUSH                         | adaptive              | end, periodic,<ms>, continuous,<ms>, adaptive |
 | OTEL_LAMBDA_HEADERS_*                     | unset                 | headers kept in a secret: secrets/settings.py |
 
@@ -41,10 +43,15 @@ name, else `unknown_service`. Per-signal headers are merged over the general one
 Compression defaults to gzip although the spec says none: a function pays for the environment while
 the extension uploads, and telemetry compresses several-fold. The timeout is in milliseconds as the
 spec says (OTel Python reads seconds). Header values never appear in messages or reprs.
+
+The extension never exports to its own receiver: an enabled signal's endpoint on a loopback host at the
+receiver's port (the default endpoint, http://localhost:4318, while the receiver has its default port) is a
+problem naming both variables, so the extension stays out of the way instead of sending its data in a circle.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +70,9 @@ Signal = Literal["traces", "logs", "metrics"]
 Temporality = Literal["delta", "cumulative"]
 
 DEFAULT_ENDPOINT: Final = "http://localhost:4318"
+DEFAULT_RECEIVER_PORT: Final = 4318
+# Names that reach this machine's loopback, where the receiver listens (sandbox.localdomain as the sandbox maps it).
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "sandbox.localdomain", "sandbox"})
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PROTOCOLS: Final[Mapping[str, OTLPProtocol]] = {"http/protobuf": "http/protobuf", "http/json": "http/json"}
 _COMPRESSIONS: Final[Mapping[str, Compression]] = {"gzip": "gzip", "none": "none"}
@@ -126,6 +136,8 @@ class Config:
     shutdown_margin_ms: int = 200
     runtime_done_timeout_ms: int | None = None
     listener_port: int = 0
+    receiver_port: int | None = DEFAULT_RECEIVER_PORT
+    """The in-function OTLP/HTTP receiver's port on 127.0.0.1; None: no receiver."""
     flush: FlushSetting = field(default_factory=FlushSetting)
     headers_secret: SecretSettings | None = None
     """Where OTLP headers come from when they are kept in Secrets Manager or SSM (extension.secrets.settings)."""
@@ -170,12 +182,56 @@ class Config:
             shutdown_margin_ms=read.integer("OTEL_LAMBDA_SHUTDOWN_MARGIN_MS", 200, minimum=0),
             runtime_done_timeout_ms=read.integer("OTEL_LAMBDA_RUNTIME_DONE_TIMEOUT_MS", None, minimum=1),
             listener_port=read.integer("OTEL_LAMBDA_LISTENER_PORT", 0, minimum=0, maximum=65535),
+            receiver_port=_receiver_port(read),
             flush=_flush_setting(read),
             headers_secret=_headers_secret(env, read),
         )
+        _check_receiver(read, config)
         if read.problems:
             raise ConfigError(read.problems)
         return config
+
+
+def _receiver_port(read: _Reader) -> int | None:
+    if (read.text("OTEL_LAMBDA_RECEIVER_PORT") or "").lower() == "off":
+        return None
+    port = read.integer("OTEL_LAMBDA_RECEIVER_PORT", DEFAULT_RECEIVER_PORT, minimum=0, maximum=65535)
+    return port or None
+
+
+def _check_receiver(read: _Reader, config: Config) -> None:
+    """The receiver must not take the listener's port, and no signal may be exported to it."""
+    port = config.receiver_port
+    if port is None:
+        return
+    if port == config.listener_port:
+        read.problem("OTEL_LAMBDA_RECEIVER_PORT", f"{port} is also OTEL_LAMBDA_LISTENER_PORT; give them two ports")
+    for name, signal in (("TRACES", config.traces), ("LOGS", config.logs), ("METRICS", config.metrics)):
+        if signal.enabled and _is_receiver(signal.endpoint, port):
+            variable = (f"OTEL_EXPORTER_OTLP_{name}_ENDPOINT" if read.text(f"OTEL_EXPORTER_OTLP_{name}_ENDPOINT")
+                        else "OTEL_EXPORTER_OTLP_ENDPOINT")
+            shown = read.text(variable) or f"unset, i.e. {DEFAULT_ENDPOINT}"
+            read.problem(variable, f"{shown} is this extension's own receiver (OTEL_LAMBDA_RECEIVER_PORT={port}); "
+                                   "set your collector's URL, or move the receiver (OTEL_LAMBDA_RECEIVER_PORT=<port>) "
+                                   "or turn it off (OTEL_LAMBDA_RECEIVER_PORT=off)")
+
+
+def _is_receiver(endpoint: str, port: int) -> bool:
+    parts = urlsplit(endpoint)
+    try:
+        endpoint_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is no number: reported as a bad URL elsewhere, if at all
+        return False
+    host = (parts.hostname or "").lower()
+    if endpoint_port != port:
+        return False
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _headers_secret(env: Mapping[str, str], read: _Reader) -> SecretSettings | None:

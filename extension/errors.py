@@ -4,6 +4,8 @@
     ├── ConfigError                settings could not be parsed; lists every problem at once
     ├── LambdaAPIError             the Extensions/Telemetry API answered with an unexpected status
     ├── ProtocolError              a lifecycle event (event/next) we cannot understand; also a ValueError
+    ├── BadOTLPBody                an OTLP/HTTP request body we cannot decode; also a ValueError
+    │   └── OTLPBodyTooLarge       it inflates past the size limit
     └── ExportError                an OTLP export could not be carried out
         └── TransportError         the connection failed (third-party errors are mapped to this once)
 
@@ -39,6 +41,14 @@ class LambdaAPIError(ExtensionError):
 
 class ProtocolError(ExtensionError, ValueError):
     """A lifecycle event from event/next is not what the Extensions API promises."""
+
+
+class BadOTLPBody(ExtensionError, ValueError):
+    """An OTLP/HTTP request body that cannot be decoded as the export request it claims to be."""
+
+
+class OTLPBodyTooLarge(BadOTLPBody):
+    """An OTLP/HTTP request body that inflates past the size limit."""
 
 
 class ExportError(ExtensionError):

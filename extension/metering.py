@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final, Protocol
 
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 
@@ -15,14 +16,17 @@ from extension.convert._sdk import make_metrics_data
 from extension.convert.health import ExtensionHealth, HealthSnapshot
 from extension.convert.metrics import PlatformMetrics
 from extension.events import TelemetryEvent
-from extension.export.otlp import ExportResult
+from extension.export.otlp import ExportResult, MetricsItem
+from extension.forwarded import Forwarded
 
 # Windows that wait while the metrics endpoint is down: with the default interval, an hour of them.
 MAX_WINDOWS: Final = 64
+# Metrics the function sent to the receiver, waiting beside the windows for the next flush.
+MAX_FORWARDED_METRICS: Final = 1024
 
 
 class MetricsExporter(Protocol):
-    async def export(self, items: Sequence[MetricsData], *, deadline: float | None) -> ExportResult: ...
+    async def export(self, items: Sequence[MetricsItem], *, deadline: float | None) -> ExportResult: ...
     def closing(self) -> None: ...
 
 
@@ -32,11 +36,12 @@ class Metering:
     A window per flush would cost a second request on every invocation under the `end` strategy, billed to
     the user for numbers nobody reads at that rate; once per interval (OTEL_METRIC_EXPORT_INTERVAL), and at
     SHUTDOWN, bounds it. Time spent frozen counts toward the interval, so a quiet function sends its window
-    with its next flush.
+    with its next flush. Metrics the function sent to the receiver (`forward`) wait beside the windows, bounded
+    on their own, and leave with the next flush, due window or not, in the same request as the windows.
     """
 
     def __init__(self, exporter: MetricsExporter, *, platform: PlatformMetrics, health: ExtensionHealth,
-                 resource: Callable[[], Resource], interval_s: float,
+                 resource: Callable[[], Resource], interval_s: float, max_bytes: int | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_ns: Callable[[], int] = time.time_ns) -> None:
         self._exporter = exporter
         self._platform = platform
@@ -51,9 +56,14 @@ class Metering:
         self._last_window = clock()
         self._closing = False
         self.windows: Buffer[MetricsData] = Buffer(MAX_WINDOWS)
+        self.forwarded: Buffer[Forwarded[Metric]] = Buffer(MAX_FORWARDED_METRICS, max_bytes=max_bytes,
+                                                           size_of=_size_of)
 
     def feed(self, events: Iterable[TelemetryEvent]) -> None:
         self._platform.feed(events)
+
+    def forward(self, metrics: Iterable[Forwarded[Metric]]) -> None:
+        self.forwarded.extend(metrics)
 
     @property
     def due(self) -> bool:
@@ -62,7 +72,7 @@ class Metering:
 
     @property
     def pending(self) -> bool:
-        return self.due or bool(self.windows)
+        return self.due or bool(self.windows) or bool(self.forwarded)
 
     def closing(self) -> None:
         """The next flush is the last: it collects a window whatever the interval, and sends all that waits."""
@@ -70,18 +80,21 @@ class Metering:
         self._exporter.closing()
 
     async def flush(self, snapshot: HealthSnapshot, *, deadline: float) -> ExportResult | None:
-        """Collect a window if one is due, then send every waiting window in one request; None if none waits.
+        """Collect a window if one is due, then send every waiting window and forwarded metric in one request;
+        None if nothing waits.
 
-        A failed request leaves the windows queued for the next flush (the oldest dropped beyond MAX_WINDOWS).
+        A failed request leaves them queued for the next flush (the oldest dropped beyond MAX_WINDOWS, and beyond
+        MAX_FORWARDED_METRICS or the byte bound).
         """
         if self.due:
             self._collect(snapshot)
-        if not self.windows:
+        if not self.windows and not self.forwarded:
             return None
-        windows = self.windows.drain(len(self.windows))
-        result = await self._exporter.export(windows, deadline=deadline)
+        windows, forwarded = self.windows.drain(), self.forwarded.drain()
+        result = await self._exporter.export([*windows, *forwarded], deadline=deadline)
         if not result.ok and result.retryable:
             self.windows.requeue_front(windows)
+            self.forwarded.requeue_front(forwarded)
         return result
 
     def _collect(self, snapshot: HealthSnapshot) -> None:
@@ -91,3 +104,7 @@ class Metering:
         self.windows.append(make_metrics_data(self._resource(), points, cumulative=self._cumulative,
                                               start_unix_nano=start_ns, time_unix_nano=now_ns))
         self._window_start_ns, self._last_window = now_ns, self._clock()
+
+
+def _size_of(metric: Forwarded[Metric]) -> int:
+    return metric.size_bytes

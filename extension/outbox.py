@@ -62,6 +62,11 @@ class Outbox(Generic[T]):
     def __len__(self) -> int:
         return len(self.buffer)
 
+    @property
+    def enabled(self) -> bool:
+        """False when the signal's exporter is `none`: nothing ever leaves."""
+        return self._exporter is not None
+
     def closing(self) -> None:
         if self._exporter is not None:
             self._exporter.closing()

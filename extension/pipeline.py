@@ -10,17 +10,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from extension import log
+from extension import forwarded, log
 from extension.buffer import Buffer
 from extension.convert.health import HealthSnapshot, HealthTotals
 from extension.convert.logs import LogAssembler
+from extension.convert.parenting import Parenting
 from extension.convert.spans import SpanAssembler
-from extension.events import Invoke, PlatformRuntimeDone
+from extension.events import Invoke, PlatformRuntimeDone, PlatformStart
 from extension.export.breaker import CircuitBreaker
-from extension.export.otlp import ExportResult
+from extension.export.decode import ExportRequest
+from extension.export.otlp import ExportResult, LogItem, SpanItem
 from extension.metering import Metering
 from extension.outbox import ItemExporter, Outbox, Sent
 from extension.wire import parse_batch
@@ -72,18 +75,20 @@ class LogRecords:
     """The function's (and extensions') log lines: how they are made, and where they wait."""
 
     assembler: LogAssembler
-    outbox: Outbox[ReadableLogRecord]
+    outbox: Outbox[LogItem]
 
 
 class Pipeline:
-    """`accept` runs in the listener (sync, never raises); `flush` is awaited by the lifecycle."""
+    """`accept` runs in the listener and `forward` in the receiver (sync, never raise); `flush` is awaited by the
+    lifecycle."""
 
-    def __init__(self, assembler: SpanAssembler, buffer: Buffer[ReadableSpan],
-                 exporter: ItemExporter[ReadableSpan] | None, *, logs: LogRecords | None = None,
+    def __init__(self, assembler: SpanAssembler, buffer: Buffer[SpanItem],
+                 exporter: ItemExporter[SpanItem] | None, *, logs: LogRecords | None = None,
                  metering: Metering | None = None, breaker: CircuitBreaker | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._assembler = assembler
         self._spans = Outbox(buffer, exporter, max_per_export=MAX_SPANS_PER_EXPORT)
+        self._parenting = Parenting()
         self._logs = logs
         self._metering = metering
         self._breaker = breaker  # read for the health metrics only
@@ -109,7 +114,23 @@ class Pipeline:
         for event in batch.events:
             if isinstance(event, PlatformRuntimeDone):
                 self._mark_done(event.request_id)
+            elif isinstance(event, PlatformStart):
+                self._parenting.started(self._assembler.ids_of(event.request_id))
         self._changed.set()
+
+    def forward(self, request: ExportRequest) -> None:
+        """What the function sent to the receiver: into the same buffers as ours, its root spans under their
+        invocation's span. A signal whose exporter is `none` drops it."""
+        if isinstance(request, ExportTraceServiceRequest) and self._spans.enabled:
+            spans = forwarded.split(request, forwarded.TRACES)
+            self._parenting.spans(span.message for span in spans)
+            self._spans.buffer.extend(spans)
+        elif isinstance(request, ExportLogsServiceRequest) and self._logs is not None:
+            records = forwarded.split(request, forwarded.LOGS)
+            self._parenting.log_records(record.message for record in records)
+            self._logs.outbox.buffer.extend(records)
+        elif isinstance(request, ExportMetricsServiceRequest) and self._metering is not None:
+            self._metering.forward(forwarded.split(request, forwarded.METRICS))
 
     @property
     def pending(self) -> int:
@@ -138,6 +159,7 @@ class Pipeline:
 
     def note_invoke(self, invoke: Invoke) -> None:
         self._assembler.note_invoke(invoke)
+        self._parenting.expect(invoke.tracing.value if invoke.tracing is not None else None)
 
     async def wait_runtime_done(self, request_id: str) -> None:
         if request_id in self._done:

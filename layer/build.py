@@ -2,8 +2,8 @@
 layer for this machine unpacked (build/layer), from the locked wheels, with each target Python's bytecode.
 
 Layout (the zip unpacks to /opt): extensions/<name> is the launcher; <name>/main.py picks <name>/python3.X/, which
-holds the package, its dependencies and their bytecode. Nothing goes to /opt/python, so the function never imports
-our dependencies and its own packages never shadow ours."""
+holds the package, its dependencies and their bytecode; <name>/otel-wrapper is the function's exec wrapper. Nothing
+goes to /opt/python, so the function never imports our dependencies and its own packages never shadow ours."""
 
 # No `from __future__ import annotations`: the tests load this file without registering it as a module, and
 # dataclasses cannot resolve string annotations then.
@@ -32,6 +32,9 @@ LOCK = LAYER / "requirements.lock"
 BYTECODE = LAYER / "bytecode"
 NAME = "otel-extension"
 RUNTIME_HOME = f"/opt/{NAME}"
+# The internal companion: AWS_LAMBDA_EXEC_WRAPPER=/opt/otel-extension/otel-wrapper points the function's own
+# OpenTelemetry SDK at the extension's receiver. Beside the extension, not in extensions/ (Lambda would start it).
+WRAPPER = "otel-wrapper"
 
 MAX_ZIPPED_BYTES = 10 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 30 * 1024 * 1024
@@ -185,8 +188,9 @@ def lay_out(variant: Variant, out: Path, *, host_compiler: bool = False) -> Path
     (out / "extensions").mkdir()
     shutil.copy2(LAYER / "extensions" / NAME, out / "extensions" / NAME)
     (out / "extensions" / NAME).chmod(0o755)
-    for script in ("main.py", "no-python.sh"):
+    for script in ("main.py", "no-python.sh", WRAPPER):
         shutil.copy2(LAYER / script, home / script)
+    (home / WRAPPER).chmod(0o755)  # AWS_LAMBDA_EXEC_WRAPPER must be executable
     stamp = {"name": NAME, "version": version(), "runtime": variant.runtime, "architecture": variant.architecture}
     (home / "layer.json").write_text(json.dumps(stamp, indent=2) + "\n")
     pip("install", "--quiet", "--no-deps", "--require-hashes", "--no-compile", "--target", str(lib),

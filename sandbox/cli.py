@@ -45,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--runtime-dir", type=Path, default=DEFAULT_RUNTIME_DIR)
     run.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
-    run.add_argument("--receiver-port", type=int, default=4318, help="local OTLP/HTTP receiver; 0 for any")
+    # Not 4318: that is where the extension's own in-function receiver listens (OTEL_LAMBDA_RECEIVER_PORT).
+    run.add_argument("--receiver-port", type=int, default=4319, help="local OTLP/HTTP receiver; 0 for any")
     run.add_argument("--record", type=Path, default=None, help="append what the receiver gets to this JSONL file")
     run.add_argument("--quiet", action="store_true", help="do not echo the processes' output")
     demo = commands.add_parser("demo", help="the sample functions with the extension attached, then the traces")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import enum
 import json
 import socket
 import struct
 import time
-import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,27 +16,29 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeAlias, TypeVar
 
 from aiohttp import hdrs, web
-from google.protobuf import json_format  # type: ignore[import-untyped]
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from multidict import CIMultiDictProxy
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
 )
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from extension.config import Signal as ConfigSignal
+from extension.errors import BadOTLPBody
+from extension.export import decode, otlp_json
+from extension.export.decode import JSON, PROTOBUF, ExportRequest, decompress
+
 __all__ = [
+    "JSON",
+    "PROTOBUF",
     "AttrValue",
     "BodyError",
     "ExportRequest",
@@ -61,17 +60,9 @@ __all__ = [
     "spans_of",
 ]
 
-PROTOBUF: Final = "application/x-protobuf"
-JSON: Final = "application/json"
 DEFAULT_MAX_BODY_SIZE: Final = 64 * 1024 * 1024
 
-# OTLP/JSON writes these bytes fields as hex, where proto3 JSON would use base64. They only ever
-# appear as field names (attribute keys live in {"key": ..., "value": ...} objects), so a walk
-# over the document's keys finds exactly them. Both spellings, since ParseDict accepts both.
-_ID_KEYS: Final = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
-
 AttrValue: TypeAlias = "str | int | float | bool | bytes | list[AttrValue] | dict[str, AttrValue] | None"
-ExportRequest: TypeAlias = ExportTraceServiceRequest | ExportLogsServiceRequest | ExportMetricsServiceRequest
 
 _T = TypeVar("_T")
 
@@ -97,25 +88,8 @@ class FaultMode(enum.Enum):
     with ``await receiver.switch(...)``, which reopens the port, the same one, when the mode changes back."""
 
 
-class BodyError(ValueError):
-    """A request body that cannot be decoded as the OTLP request it claims to be."""
-
-
-_NEW_REQUEST: Final[Mapping[Signal, Callable[[], ExportRequest]]] = {
-    Signal.TRACES: ExportTraceServiceRequest,
-    Signal.LOGS: ExportLogsServiceRequest,
-    Signal.METRICS: ExportMetricsServiceRequest,
-}
-_NEW_RESPONSE: Final[
-    Mapping[
-        Signal,
-        Callable[[], ExportTraceServiceResponse | ExportLogsServiceResponse | ExportMetricsServiceResponse],
-    ]
-] = {
-    Signal.TRACES: ExportTraceServiceResponse,
-    Signal.LOGS: ExportLogsServiceResponse,
-    Signal.METRICS: ExportMetricsServiceResponse,
-}
+BodyError = BadOTLPBody
+"""A request body that cannot be decoded as the OTLP request it claims to be."""
 
 
 # --- attribute values -------------------------------------------------------------------------
@@ -273,90 +247,26 @@ def _metrics_of(message: ExportMetricsServiceRequest) -> list[ReceivedMetric]:
     ]
 
 
-# --- decoding ---------------------------------------------------------------------------------
+# --- decoding: the extension's own decoder, so the sandbox checks what the extension's receiver accepts ------
 
-
-def decompress(body: bytes, content_encoding: str, max_size: int) -> bytes:
-    """The body without its gzip/identity encoding, refusing to inflate past max_size bytes."""
-    if content_encoding in ("", "identity"):
-        return body
-    if content_encoding != "gzip":
-        raise ValueError(f"unsupported content encoding {content_encoding!r}")
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        # max_length bounds the memory a small, highly compressed body can claim.
-        inflated = inflater.decompress(body, max_size + 1)
-    except zlib.error as exc:
-        raise BodyError(f"invalid gzip body: {exc}") from None
-    if len(inflated) > max_size:
-        raise BodyError(f"decompressed body exceeds {max_size} bytes")
-    if not inflater.eof:
-        raise BodyError("truncated gzip body")
-    return inflated
+_SIGNALS: Final[Mapping[Signal, ConfigSignal]] = {
+    Signal.TRACES: "traces", Signal.LOGS: "logs", Signal.METRICS: "metrics",
+}  # fmt: skip
 
 
 def decode_export_request(signal: Signal, content_type: str, body: bytes) -> ExportRequest:
     """Decode an OTLP/HTTP body (protobuf or OTLP/JSON) into the signal's Export*ServiceRequest."""
-    if content_type == PROTOBUF:
-        message = _NEW_REQUEST[signal]()
-        try:
-            message.ParseFromString(body)
-        except DecodeError as exc:
-            raise BodyError(f"invalid protobuf body: {exc}") from None
-        return message
-    if content_type == JSON:
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BodyError(f"invalid JSON body: {exc}") from None
-        return export_request_from_json(signal, document)
-    raise ValueError(f"unsupported content type {content_type!r}")
+    return decode.decode_export_request(_SIGNALS[signal], content_type, body)
 
 
 def export_request_from_json(signal: Signal, document: Any) -> ExportRequest:
     """Parse an OTLP/JSON document (hex ids, enums as ints or names, unknown fields ignored)."""
-    if not isinstance(document, dict):
-        raise BodyError("invalid OTLP/JSON body: not an object")
-    message = _NEW_REQUEST[signal]()
-    try:
-        json_format.ParseDict(_map_ids(document, _hex_to_base64), message, ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
-        raise BodyError(f"invalid OTLP/JSON body: {exc}") from None
-    return message
+    return otlp_json.from_document(document, decode.NEW_REQUEST[_SIGNALS[signal]]())
 
 
 def export_request_to_json(message: ExportRequest) -> dict[str, Any]:
     """The OTLP/JSON form of a request: camelCase keys, enums as ints, ids as hex."""
-    document = json_format.MessageToDict(message, use_integers_for_enums=True)
-    converted: dict[str, Any] = _map_ids(document, _base64_to_hex)
-    return converted
-
-
-def _map_ids(node: Any, convert: Callable[[str], str]) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: convert(value) if key in _ID_KEYS and isinstance(value, str) else _map_ids(value, convert)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_map_ids(item, convert) for item in node]
-    return node
-
-
-def _hex_to_base64(value: str) -> str:
-    # ParseDict reads bytes fields as base64 text only, so the hex is re-encoded rather than decoded.
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise BodyError(f"invalid hex id {value!r}") from None
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _base64_to_hex(value: str) -> str:
-    try:
-        return base64.b64decode(value, validate=True).hex()
-    except binascii.Error:
-        raise BodyError(f"invalid base64 id {value!r}") from None
+    return otlp_json.to_document(message)
 
 
 # --- the JSON-lines record --------------------------------------------------------------------
@@ -398,10 +308,8 @@ def _reset_connection(request: web.BaseRequest) -> None:
 
 
 def _export_response(signal: Signal, content_type: str) -> web.Response:
-    response = _NEW_RESPONSE[signal]()
-    if content_type == JSON:
-        return web.Response(body=json.dumps(json_format.MessageToDict(response)).encode(), content_type=JSON)
-    return web.Response(body=response.SerializeToString(), content_type=PROTOBUF)
+    body, answer_type = decode.export_response(_SIGNALS[signal], content_type)
+    return web.Response(body=body, content_type=answer_type)
 
 
 class OTLPReceiver:
@@ -683,7 +591,7 @@ class OTLPReceiver:
     async def _accept(self, request: web.Request, signal: Signal, received_unix_nano: int) -> web.Response:
         content_type = request.content_type
         encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
-        if content_type not in (PROTOBUF, JSON) or encoding not in ("", "identity", "gzip"):
+        if content_type not in decode.CONTENT_TYPES or encoding not in decode.ENCODINGS:
             return self._reject(415, f"unsupported content type {content_type!r} or encoding {encoding!r}")
         wire_body = await request.read()
         try:

@@ -98,4 +98,8 @@ class FunctionSettings:
                 if key not in NOT_FOR_EXTENSIONS and not key.startswith("_")}
 
     def runtime_argv(self, python_bin: Path) -> list[str]:
-        return [str(python_bin), "-m", "awslambdaric", self.handler]
+        """As Lambda's bootstrap starts the runtime: through AWS_LAMBDA_EXEC_WRAPPER when the function sets one
+        (Lambda's runtimes `exec -- "$AWS_LAMBDA_EXEC_WRAPPER" <runtime> <args>`)."""
+        runtime = [str(python_bin), "-m", "awslambdaric", self.handler]
+        wrapper = self.env.get("AWS_LAMBDA_EXEC_WRAPPER", "")
+        return [wrapper, *runtime] if wrapper else runtime

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 
@@ -40,6 +41,7 @@ from extension.events import (
     PlatformStart,
     TelemetryEvent,
 )
+from extension.forwarded import Forwarded
 
 IdsOf = Callable[[str], TraceIds | None]
 Scalar = str | bool | int | float
@@ -233,12 +235,15 @@ _ATTRIBUTE_OVERHEAD_BYTES: Final = 6  # the KeyValue and AnyValue wrappers aroun
 _NUMBER_BYTES: Final = 9
 
 
-def estimate_log_bytes(record: ReadableLogRecord) -> int:
+def estimate_log_bytes(record: ReadableLogRecord | Forwarded[LogRecord]) -> int:
     """About what `record` adds to an uncompressed OTLP protobuf request, without encoding it.
 
     Like export.size.estimate_span_bytes: strings count one byte per character and the resource is left
-    out. Only for the records this module makes, whose body and attribute values are scalars.
+    out. Only for the records this module makes, whose body and attribute values are scalars; a record the
+    function sent to the receiver is already encoded and knows its size.
     """
+    if isinstance(record, Forwarded):
+        return record.size_bytes
     log = record.log_record
     size = LOG_OVERHEAD_BYTES + len(log.severity_text or "") + _value_bytes(log.body)
     for key, value in (log.attributes or {}).items():

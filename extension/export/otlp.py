@@ -6,36 +6,42 @@ which message the answer is, and which field of its partial success counts the r
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import gzip
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import orjson
-from google.protobuf import json_format  # type: ignore[import-untyped]
 from google.protobuf.message import DecodeError, Message  # type: ignore[import-untyped]
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 
-from extension import __version__
+from extension import __version__, forwarded
 from extension.config import Compression, OTLPProtocol, SignalExport
 from extension.errors import TransportError
+from extension.export import otlp_json
 from extension.export.retry import RETRYABLE_STATUS
 from extension.export.transport import Response, Transport
+from extension.forwarded import Forwarded
 
 USER_AGENT: Final = f"lambda-otel-extension/{__version__}"
 # zlib levels 1-3 use its fast deflate: on a 1,000-span batch level 3 took half the CPU of level 6 for
@@ -47,7 +53,6 @@ _CONTENT_TYPES: Final[Mapping[OTLPProtocol, str]] = {
     "http/protobuf": "application/x-protobuf",
     "http/json": "application/json",
 }
-_ID_KEYS: Final = frozenset({"traceId", "spanId", "parentSpanId"})
 _MAX_DETAIL_CHARS: Final = 200
 # Shorter header values are no credentials, and redacting them would mangle ordinary words.
 _MIN_SECRET_CHARS: Final = 8
@@ -67,19 +72,40 @@ class Codec(Generic[T]):
     rejected_field: str  # the partial success's count of refused items
 
 
-def _encode_metrics(windows: Sequence[MetricsData]) -> ExportMetricsServiceRequest:
-    """Metrics are exported as whole collection windows; windows that failed before go out with the next."""
-    request = ExportMetricsServiceRequest()
-    for window in windows:
-        request.resource_metrics.extend(encode_metrics(window).resource_metrics)
+# The extension's own items, or what the function sent to the receiver (extension.forwarded): one buffer per
+# signal holds both, and one request carries both.
+SpanItem: TypeAlias = ReadableSpan | Forwarded[Span]
+LogItem: TypeAlias = ReadableLogRecord | Forwarded[LogRecord]
+MetricsItem: TypeAlias = MetricsData | Forwarded[Metric]
+
+
+def _encode_traces(items: Sequence[SpanItem]) -> ExportTraceServiceRequest:
+    request = encode_spans([item for item in items if isinstance(item, ReadableSpan)])
+    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.TRACES)
     return request
 
 
-TRACES: Final[Codec[ReadableSpan]] = Codec(signal="traces", encode=encode_spans,
-                                           response=ExportTraceServiceResponse, rejected_field="rejected_spans")
-LOGS: Final[Codec[ReadableLogRecord]] = Codec(signal="logs", encode=encode_logs, response=ExportLogsServiceResponse,
-                                              rejected_field="rejected_log_records")
-METRICS: Final[Codec[MetricsData]] = Codec(signal="metrics", encode=_encode_metrics,
+def _encode_logs(items: Sequence[LogItem]) -> ExportLogsServiceRequest:
+    request = encode_logs([item for item in items if isinstance(item, ReadableLogRecord)])
+    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.LOGS)
+    return request
+
+
+def _encode_metrics(items: Sequence[MetricsItem]) -> ExportMetricsServiceRequest:
+    """Metrics are exported as whole collection windows; windows that failed before go out with the next."""
+    request = ExportMetricsServiceRequest()
+    for window in items:
+        if isinstance(window, MetricsData):
+            request.resource_metrics.extend(encode_metrics(window).resource_metrics)
+    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.METRICS)
+    return request
+
+
+TRACES: Final[Codec[SpanItem]] = Codec(signal="traces", encode=_encode_traces, response=ExportTraceServiceResponse,
+                                       rejected_field="rejected_spans")
+LOGS: Final[Codec[LogItem]] = Codec(signal="logs", encode=_encode_logs, response=ExportLogsServiceResponse,
+                                    rejected_field="rejected_log_records")
+METRICS: Final[Codec[MetricsItem]] = Codec(signal="metrics", encode=_encode_metrics,
                                            response=ExportMetricsServiceResponse,
                                            rejected_field="rejected_data_points")
 
@@ -112,7 +138,7 @@ def encode_request(
 ) -> tuple[bytes, dict[str, str]]:
     """The body and content headers of an OTLP/HTTP request."""
     request = codec.encode(items)
-    body = orjson.dumps(_otlp_json(request)) if protocol == "http/json" else request.SerializeToString()
+    body = orjson.dumps(otlp_json.to_document(request)) if protocol == "http/json" else request.SerializeToString()
     headers = {"content-type": _CONTENT_TYPES[protocol]}
     if compression == "gzip":
         body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)  # mtime=0: same items, same bytes
@@ -234,26 +260,6 @@ class OTLPExporter(Generic[T]):
             retryable=True,
             attempts=0,
         )
-
-
-def _otlp_json(request: Message) -> dict[str, Any]:
-    document: dict[str, Any] = json_format.MessageToDict(request, use_integers_for_enums=True)
-    _ids_to_hex(document)
-    return document
-
-
-def _ids_to_hex(node: object) -> None:
-    """OTLP/JSON is proto3 JSON except that trace and span ids are hex where proto3 JSON writes base64;
-    they sit at different depths per signal (spans, links, log records, exemplars), so walk it all."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _ids_to_hex(value)
-    elif isinstance(node, list):
-        for item in node:
-            _ids_to_hex(item)
 
 
 def _partial_success(response: Response, codec: Codec[Any]) -> tuple[int, str | None]:

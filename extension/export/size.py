@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import ReadableSpan
+
+from extension.forwarded import Forwarded
 
 # Trace id (16), span id and parent id (8 each), two fixed64 times, kind, flags, status, and the field tags.
 SPAN_OVERHEAD_BYTES: Final = 64
@@ -16,13 +19,16 @@ _LINK_OVERHEAD_BYTES: Final = 36
 _NUMBER_BYTES: Final = 9
 
 
-def estimate_span_bytes(span: ReadableSpan) -> int:
+def estimate_span_bytes(span: ReadableSpan | Forwarded[Span]) -> int:
     """About what `span` adds to an uncompressed OTLP protobuf request, without encoding it.
 
     Strings count one byte per character (exact for ASCII, low for other text); the resource is left
     out, as a request carries it once for all its spans. Within a factor of two of the encoded size for
-    the spans this extension makes, at a few microseconds each.
+    the spans this extension makes, at a few microseconds each. A span the function sent to the receiver is
+    already encoded and knows its size.
     """
+    if isinstance(span, Forwarded):
+        return span.size_bytes
     size = SPAN_OVERHEAD_BYTES + len(span.name) + len(span.status.description or "")
     size += _attributes_bytes(span.attributes)
     for event in span.events:

@@ -14,20 +14,23 @@ LAMBDA = {
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
     "AWS_REGION": "eu-west-1",
 }
+COLLECTOR = "https://collector.example.com"
 
 
 def from_env(**overrides: str) -> Config:
-    return Config.from_env({**LAMBDA, **overrides})
+    """With a collector set: left unset, the endpoint would be the extension's own receiver."""
+    return Config.from_env({**LAMBDA, "OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR, **overrides})
 
 
 def problems(env: dict[str, str]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        Config.from_env(env)
+        Config.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR, **env})
     return caught.value.problems
 
 
 def test_defaults_with_only_what_lambda_provides() -> None:
-    config = from_env()
+    # Without the receiver: with it, the default endpoint is refused (see the receiver's tests below).
+    config = Config.from_env({**LAMBDA, "OTEL_LAMBDA_RECEIVER_PORT": "off"})
 
     assert config == Config(
         runtime_api="127.0.0.1:9001",
@@ -36,6 +39,7 @@ def test_defaults_with_only_what_lambda_provides() -> None:
         function_memory_mb=128,
         region="eu-west-1",
         service_name="my-fn",
+        receiver_port=None,
     )
     assert config.traces == SignalExport(endpoint="http://localhost:4318/v1/traces")
     assert (config.traces.protocol, config.traces.compression, config.traces.timeout_s) == (
@@ -50,7 +54,10 @@ def test_defaults_with_only_what_lambda_provides() -> None:
 
 def test_the_constructor_defaults_match_the_parsed_defaults() -> None:
     """So the shell's tests can build a Config directly."""
-    assert Config.from_env({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}) == Config(runtime_api="127.0.0.1:9001")
+    assert Config.from_env({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR}) == (
+        Config(runtime_api="127.0.0.1:9001", traces=SignalExport(endpoint=f"{COLLECTOR}/v1/traces"),
+               logs=SignalExport(endpoint=f"{COLLECTOR}/v1/logs"),
+               metrics=SignalExport(endpoint=f"{COLLECTOR}/v1/metrics")))
 
 
 def test_every_problem_is_reported_at_once_naming_the_variable_and_accepted_values() -> None:
@@ -92,7 +99,7 @@ def test_a_malformed_runtime_api_is_a_problem() -> None:
 
 def test_the_error_message_lists_all_problems() -> None:
     with pytest.raises(ConfigError) as caught:
-        Config.from_env({"OTEL_LOG_LEVEL": "loud"})
+        Config.from_env({"OTEL_LOG_LEVEL": "loud", "OTEL_LAMBDA_RECEIVER_PORT": "off"})
 
     message = str(caught.value)
     assert "2 problem(s)" in message
@@ -169,7 +176,8 @@ def test_service_name_precedence() -> None:
     assert from_env(OTEL_SERVICE_NAME="svc", OTEL_RESOURCE_ATTRIBUTES=attributes).service_name == "svc"
     assert from_env(OTEL_RESOURCE_ATTRIBUTES=attributes).service_name == "from-attributes"
     assert from_env().service_name == "my-fn"
-    assert Config.from_env({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}).service_name == "unknown_service"
+    assert Config.from_env({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "OTEL_LAMBDA_RECEIVER_PORT": "0"}
+                           ).service_name == "unknown_service"
 
 
 def test_resource_attributes_are_percent_decoded() -> None:
@@ -206,10 +214,46 @@ def test_own_settings_and_lambda_inputs() -> None:
 
 
 def test_empty_values_count_as_unset() -> None:
-    config = from_env(OTEL_EXPORTER_OTLP_ENDPOINT="", OTEL_LOG_LEVEL="  ", OTEL_SERVICE_NAME="")
+    config = from_env(OTEL_EXPORTER_OTLP_ENDPOINT="", OTEL_LOG_LEVEL="  ", OTEL_SERVICE_NAME="",
+                      OTEL_LAMBDA_RECEIVER_PORT="off")
 
     assert (config.traces.endpoint, config.log_level, config.service_name) == (
         "http://localhost:4318/v1/traces",
         "info",
         "my-fn",
     )
+
+
+def test_the_receiver_listens_on_4318_unless_moved_or_turned_off() -> None:
+    assert from_env().receiver_port == 4318
+    assert from_env(OTEL_LAMBDA_RECEIVER_PORT="4320").receiver_port == 4320
+    assert from_env(OTEL_LAMBDA_RECEIVER_PORT="OFF").receiver_port is None
+    assert from_env(OTEL_LAMBDA_RECEIVER_PORT="0").receiver_port is None
+    assert problems({**LAMBDA, "OTEL_LAMBDA_RECEIVER_PORT": "yes"}) == [
+        "OTEL_LAMBDA_RECEIVER_PORT: 'yes' is not accepted; use an integer 0-65535"]
+    assert problems({**LAMBDA, "OTEL_LAMBDA_RECEIVER_PORT": "9000", "OTEL_LAMBDA_LISTENER_PORT": "9000"}) == [
+        "OTEL_LAMBDA_RECEIVER_PORT: 9000 is also OTEL_LAMBDA_LISTENER_PORT; give them two ports"]
+
+
+def test_the_extension_never_exports_to_its_own_receiver() -> None:
+    # The defaults alone: http://localhost:4318 is where the receiver listens.
+    [default] = problems({**LAMBDA, "OTEL_EXPORTER_OTLP_ENDPOINT": ""})
+    assert default.startswith("OTEL_EXPORTER_OTLP_ENDPOINT: unset, i.e. http://localhost:4318 is this extension's "
+                              "own receiver (OTEL_LAMBDA_RECEIVER_PORT=4318)")
+    assert "OTEL_LAMBDA_RECEIVER_PORT=off" in default
+    for endpoint in ("http://127.0.0.1:4318", "http://[::1]:4318/", "http://LOCALHOST:4318", "http://127.0.0.2:4318",
+                     "http://0.0.0.0:4318", "http://sandbox.localdomain:4318"):
+        [found] = problems({**LAMBDA, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+        assert found.startswith(f"OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint}") and "own receiver" in found
+    # One signal's endpoint is enough, and is the one named; a signal that is not exported does not count.
+    [logs] = problems({**LAMBDA, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://localhost:9999/v1/logs",
+                       "OTEL_LAMBDA_RECEIVER_PORT": "9999"})
+    assert logs.startswith("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: http://localhost:9999/v1/logs is this extension's")
+    assert from_env(OTEL_EXPORTER_OTLP_LOGS_ENDPOINT="http://localhost:9999/v1/logs", OTEL_LOGS_EXPORTER="none",
+                    OTEL_LAMBDA_RECEIVER_PORT="9999").receiver_port == 9999
+    # Another port, another host, or no receiver: fine.
+    assert from_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://localhost:4317").receiver_port == 4318
+    assert from_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector.internal:4318").receiver_port == 4318
+    assert from_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:80", OTEL_LAMBDA_RECEIVER_PORT="81").traces.enabled
+    assert from_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://localhost:4318",
+                    OTEL_LAMBDA_RECEIVER_PORT="off").receiver_port is None

@@ -38,6 +38,9 @@ def test_the_layout_keeps_our_packages_out_of_the_functions_path(layer_build: Mo
     assert not [e for e in entries if e.startswith(f"{lib}bin/")]
     with zipfile.ZipFile(host_zip.zip_path) as opened:
         assert (opened.getinfo("extensions/otel-extension").external_attr >> 16) & 0o777 == 0o755
+        # The exec wrapper, beside the extension and executable; not in extensions/, which Lambda starts.
+        assert (opened.getinfo("otel-extension/otel-wrapper").external_attr >> 16) & 0o777 == 0o755
+        assert [e for e in entries if e.startswith("extensions/")] == ["extensions/otel-extension"]
         stamp = json.loads(opened.read("otel-extension/layer.json"))
     assert stamp == {"name": "otel-extension", "version": layer_build.version(), "runtime": variant.runtime,
                      "architecture": variant.architecture}

@@ -91,7 +91,8 @@ def test_each_layer_publishes_the_zip_that_the_build_names(layer_build: ModuleTy
 def test_the_example_function_is_configured_through_environment_variables_only() -> None:
     function = sam_template()["Resources"]["ExampleFunction"]["Properties"]
     assert set(function["Environment"]["Variables"]) <= {
-        "OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_LAMBDA_HEADERS_SECRET_ARN", "OTEL_LAMBDA_HEADERS_PARAMETER"}
     assert sam_template()["Parameters"]["OtlpHeaders"]["NoEcho"] is True

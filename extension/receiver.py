@@ -1,0 +1,114 @@
+"""The in-function OTLP/HTTP receiver: on 127.0.0.1 only, decode what the function's SDK exports, hand it over,
+answer at once.
+
+POST /v1/traces, /v1/logs and /v1/metrics; application/x-protobuf or application/json, gzip or not. A valid
+request is answered 200 with an empty Export*ServiceResponse (full success) in its own content type, before any
+of it has left: it waits in the extension's buffers and leaves with the flush policy, so the function pays a
+loopback round trip, never the collector's latency. Another content type or encoding is 415, a body that does
+not decode is 400, one larger than MAX_BODY_BYTES (sent or inflated) is 413: each with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Final
+
+from aiohttp import hdrs, web
+
+from extension import log
+from extension.config import Signal
+from extension.errors import BadOTLPBody, OTLPBodyTooLarge
+from extension.export.decode import (
+    CONTENT_TYPES,
+    ENCODINGS,
+    ExportRequest,
+    decode_export_request,
+    decompress,
+    export_response,
+)
+
+Forward = Callable[[ExportRequest], None]
+FORWARD: Final = web.AppKey[Forward]("forward")
+HOST: Final = "127.0.0.1"  # loopback only: nothing outside the execution environment may send us data
+# One request's limit, as sent and inflated: the SDK's batches are far smaller (512 spans by default), and the
+# buffers hold about this much in all (OTEL_LAMBDA_BUFFER_MAX_BYTES).
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+SIGNALS: Final[tuple[Signal, ...]] = ("traces", "logs", "metrics")
+
+
+def make_receiver_app(forward: Forward) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[FORWARD] = forward
+    for signal in SIGNALS:
+        app.router.add_post(f"/v1/{signal}", _handler(signal))
+    return app
+
+
+def _handler(signal: Signal) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def receive(request: web.Request) -> web.Response:
+        return await _receive(request, signal)
+
+    return receive
+
+
+async def _receive(request: web.Request, signal: Signal) -> web.Response:
+    content_type = request.content_type
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if content_type not in CONTENT_TYPES or encoding not in ENCODINGS:
+        return web.Response(status=415, text=f"unsupported content type {content_type!r} or encoding {encoding!r}; "
+                                             "use application/x-protobuf or application/json, gzip or none")
+    body = await request.read()  # past client_max_size aiohttp answers 413 itself
+    try:
+        message = decode_export_request(signal, content_type, decompress(body, encoding, MAX_BODY_BYTES))
+    except OTLPBodyTooLarge as error:
+        return web.Response(status=413, text=str(error))
+    except BadOTLPBody as error:
+        return web.Response(status=400, text=str(error))
+    request.app[FORWARD](message)  # never raises: a bad request must not stop the good ones
+    answer, answer_type = export_response(signal, content_type)
+    return web.Response(body=answer, content_type=answer_type)
+
+
+def bind(port: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, port))
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+@asynccontextmanager
+async def serve(app: web.Application, listener: socket.socket) -> AsyncIterator[int]:
+    """Serve on a bound socket; yields its port. Bodies are inflated here, bounded, not by aiohttp."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5, auto_decompress=False)
+    await runner.setup()
+    try:
+        listener.setblocking(False)
+        await web.SockSite(runner, listener).start()
+        yield int(listener.getsockname()[1])
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def receiving(port: int | None, forward: Forward) -> AsyncIterator[int | None]:
+    """The receiver on `port` while the block runs (None: off). A port already taken (another extension's
+    collector, say) is said once and the extension runs without the receiver; yields the port or None."""
+    if port is None:
+        yield None
+        return
+    try:
+        listener = bind(port)
+    except OSError as error:
+        log.get().error("receiver_unavailable", port=port, error=f"{type(error).__name__}: {error}",
+                        fix="free the port or choose another with OTEL_LAMBDA_RECEIVER_PORT")
+        yield None
+        return
+    async with serve(make_receiver_app(forward), listener) as bound:
+        yield bound
