@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,10 +13,12 @@ from support import Clock
 
 from extension.buffer import Buffer
 from extension.convert._sdk import make_resource, make_span
+from extension.convert.logs import LogAssembler
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import SpanAssembler
 from extension.export.otlp import ExportResult
-from extension.pipeline import DROP_LOG_INTERVAL_S, REFUSAL_LOG_INTERVAL_S, Pipeline
+from extension.outbox import Outbox
+from extension.pipeline import DROP_LOG_INTERVAL_S, REFUSAL_LOG_INTERVAL_S, LogRecords, Pipeline
 
 
 def spans(count: int) -> list[ReadableSpan]:
@@ -144,3 +147,33 @@ async def test_a_byte_bound_buffer_sheds_the_oldest() -> None:
     buffer.extend(originals)
 
     assert buffer.drain() == originals[2:] and buffer.dropped == 2
+
+
+async def test_spans_and_log_records_are_sent_side_by_side() -> None:
+    """The span export waits until the log export has started: one after the other, this flush never ends."""
+    logs_started = asyncio.Event()
+
+    class Waiting(Exporter):
+        async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult:
+            await logs_started.wait()
+            return await super().export(spans, deadline=deadline)
+
+    class Starting(Exporter):
+        async def export(self, spans: Sequence[Any], *, deadline: float | None) -> ExportResult:
+            logs_started.set()
+            return await super().export(spans, deadline=deadline)
+
+    resource = lambda_resource(service_name="fn", function_name="fn")
+    assembler = SpanAssembler(resource=resource, function_name="fn", ids=_NoIds())
+    log_buffer = Buffer[Any](10)
+    log_buffer.extend(["a log record"])
+    logs = LogRecords(assembler=LogAssembler(resource=resource, ids_of=assembler.ids_of),
+                      outbox=Outbox(log_buffer, Starting(), max_per_export=10))
+    span_buffer = Buffer[ReadableSpan](10)
+    span_buffer.extend(spans(2))
+    flow = Pipeline(assembler, span_buffer, Waiting(), logs=logs, clock=Clock())
+
+    async with asyncio.timeout(5):
+        outcome = await flow.flush(deadline=10.0)
+
+    assert outcome.exported == 2 and not log_buffer
