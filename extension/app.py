@@ -111,7 +111,8 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
             assert started.listener is not None  # noqa: S101 -- for mypy: `subscribed` implies a listener
             async with serve(make_app(pipeline.accept, started.listener_path), started.listener), \
-                    receiving(config.receiver_port, pipeline.forward), asyncio.TaskGroup() as tasks:
+                    receiving(config.receiver_port, pipeline.forward, prebound=started.receiver), \
+                    asyncio.TaskGroup() as tasks:
                 flusher.attach(tasks.create_task(flusher.run(), name="background-flush"))
                 refresh = None
                 if secret is not None and secret.refresh_s:
@@ -215,6 +216,8 @@ async def _pass_through(api: ExtensionsAPI, started: Started) -> Shutdown:
     A subscription made by the fast start is still answered (and its batches dropped), so the platform
     sees a healthy consumer rather than failed deliveries.
     """
+    if started.receiver is not None:
+        started.receiver.close()  # nothing forwards what the function would send: let its exports fail fast
     if started.listener is None or not started.subscribed:
         if started.listener is not None:
             started.listener.close()

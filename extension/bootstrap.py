@@ -49,12 +49,12 @@ class Response:
 class Started:
     """What the fast start leaves for the event loop."""
 
-    __slots__ = ("extension_id", "function_name", "listener", "listener_path", "pending_next", "subscribe_problem",
-                 "subscribed")
+    __slots__ = ("extension_id", "function_name", "listener", "listener_path", "pending_next", "receiver",
+                 "subscribe_problem", "subscribed")
 
     def __init__(self, *, extension_id: str, function_name: str | None, listener: socket.socket | None,
                  listener_path: str, subscribed: bool, subscribe_problem: str | None,
-                 pending_next: socket.socket) -> None:
+                 pending_next: socket.socket, receiver: socket.socket | None = None) -> None:
         self.extension_id = extension_id
         self.function_name = function_name
         self.listener = listener
@@ -62,6 +62,23 @@ class Started:
         self.subscribed = subscribed
         self.subscribe_problem = subscribe_problem
         self.pending_next = pending_next
+        self.receiver = receiver
+        """The in-function receiver's socket, listening already: a function that exports during its own init
+        finds it there (its connections wait in the kernel's queue until the server runs)."""
+
+
+# config.DEFAULT_RECEIVER_PORT; config is not imported here, to keep what loads before the first `next` small.
+RECEIVER_HOST = "127.0.0.1"
+DEFAULT_RECEIVER_PORT = 4318
+
+
+def receiver_port(env: Mapping[str, str]) -> int | None:
+    """The in-function receiver's port, read leniently (None: off). A bad value keeps the default here; the
+    strict settings then report it and the extension stays in pass-through mode, closing the socket."""
+    text = env.get("OTEL_LAMBDA_RECEIVER_PORT", "").strip().lower()
+    if text in ("off", "0"):
+        return None
+    return int(text) if text.isdigit() and 1 <= int(text) <= 65535 else DEFAULT_RECEIVER_PORT
 
 
 def listen_settings(env: Mapping[str, str]) -> tuple[tuple[str, ...], str, int]:
@@ -225,7 +242,8 @@ def send_next(runtime_api: str, extension_id: str) -> socket.socket:
     return sock
 
 
-def start(runtime_api: str, name: str, *, types: Sequence[str], host: str, port: int) -> Started:
+def start(runtime_api: str, name: str, *, types: Sequence[str], host: str, port: int,
+          receiver_port: int | None = None) -> Started:
     """Register, and (when there are telemetry `types`) bind and subscribe to them; then send the first `next`.
 
     A listener or subscription problem is kept for the event loop to report: the extension then runs
@@ -240,6 +258,16 @@ def start(runtime_api: str, name: str, *, types: Sequence[str], host: str, port:
             subscribed = subscribe(runtime_api, extension_id, f"http://sandbox.localdomain:{bound_port}{path}", types)
         except (OSError, BootstrapError) as error:
             problem = str(error)
+    receiver = _bind_receiver(receiver_port)
     return Started(extension_id=extension_id, function_name=function_name, listener=listener, listener_path=path,
                    subscribed=subscribed, subscribe_problem=problem,
-                   pending_next=send_next(runtime_api, extension_id))
+                   pending_next=send_next(runtime_api, extension_id), receiver=receiver)
+
+
+def _bind_receiver(port: int | None) -> socket.socket | None:
+    if port is None:
+        return None
+    try:
+        return bind_listener(RECEIVER_HOST, port)
+    except OSError:
+        return None  # taken: the receiver tries once more when it starts, and says so there

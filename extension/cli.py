@@ -23,7 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
     types, host, port = bootstrap.listen_settings(env)
     try:
-        started: bootstrap.Started | None = bootstrap.start(runtime_api, name, types=types, host=host, port=port)
+        started: bootstrap.Started | None = bootstrap.start(runtime_api, name, types=types, host=host, port=port,
+                                                            receiver_port=bootstrap.receiver_port(env))
         failure = None
     except bootstrap.BootstrapError as error:
         started, failure = None, error

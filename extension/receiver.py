@@ -18,6 +18,7 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from extension import log
+from extension.bootstrap import bind_listener
 from extension.config import Signal
 from extension.errors import BadOTLPBody, OTLPBodyTooLarge
 from extension.export.decode import (
@@ -71,18 +72,6 @@ async def _receive(request: web.Request, signal: Signal) -> web.Response:
     return web.Response(body=answer, content_type=answer_type)
 
 
-def bind(port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((HOST, port))
-        listener.listen(128)
-    except OSError:
-        listener.close()
-        raise
-    return listener
-
-
 @asynccontextmanager
 async def serve(app: web.Application, listener: socket.socket) -> AsyncIterator[int]:
     """Serve on a bound socket; yields its port. Bodies are inflated here, bounded, not by aiohttp."""
@@ -97,14 +86,19 @@ async def serve(app: web.Application, listener: socket.socket) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def receiving(port: int | None, forward: Forward) -> AsyncIterator[int | None]:
-    """The receiver on `port` while the block runs (None: off). A port already taken (another extension's
-    collector, say) is said once and the extension runs without the receiver; yields the port or None."""
+async def receiving(port: int | None, forward: Forward, *,
+                    prebound: socket.socket | None = None) -> AsyncIterator[int | None]:
+    """The receiver on `port` while the block runs (None: off), on the socket the fast start bound for it
+    when that is the port. A port already taken (another extension's collector, say) is said once and the
+    extension runs without the receiver; yields the port or None."""
+    if prebound is not None and (port is None or prebound.getsockname()[1] != port):
+        prebound.close()  # the strict settings disagree with the fast start's lenient read
+        prebound = None
     if port is None:
         yield None
         return
     try:
-        listener = bind(port)
+        listener = prebound if prebound is not None else bind_listener(HOST, port)
     except OSError as error:
         log.get().error("receiver_unavailable", port=port, error=f"{type(error).__name__}: {error}",
                         fix="free the port or choose another with OTEL_LAMBDA_RECEIVER_PORT")

@@ -13,7 +13,9 @@ import pytest
 from aiohttp import web
 from support import ROOT
 
+from extension import bootstrap
 from extension.bootstrap import encode_request, parse_response
+from extension.config import DEFAULT_RECEIVER_PORT
 
 # Modules the fast start may add to a bare interpreter (`python -E -S`) before the first `next` is sent:
 # exactly what it needs today. Anything else (dataclasses, typing, asyncio, ssl, http.client, logging,
@@ -111,3 +113,13 @@ async def test_only_the_declared_modules_are_loaded_before_the_first_next(tmp_pa
     assert result["ok"]
     assert set(result["added"]) <= DECLARED, " ".join(sorted(set(result["added"]) - DECLARED))
     assert "asyncio" not in result["added"] and "ssl" not in result["added"]
+
+
+def test_the_receiver_port_is_read_as_the_settings_read_it() -> None:
+    assert bootstrap.DEFAULT_RECEIVER_PORT == DEFAULT_RECEIVER_PORT
+    assert bootstrap.receiver_port({}) == DEFAULT_RECEIVER_PORT
+    assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "off"}) is None
+    assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "0"}) is None
+    assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "4400"}) == 4400
+    # A bad value: the strict settings report it and the extension stays in pass-through.
+    assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "many"}) == DEFAULT_RECEIVER_PORT

@@ -23,6 +23,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from structlog.testing import capture_logs
 
+from extension.bootstrap import bind_listener
 from extension.export import otlp_json
 from extension.export.decode import ExportRequest
 from extension.receiver import HOST, MAX_BODY_BYTES, receiving
@@ -125,3 +126,23 @@ async def test_a_taken_port_is_said_once_and_the_extension_goes_on() -> None:
 async def test_off_is_off() -> None:
     async with receiving(None, Received()) as bound:
         assert bound is None
+
+
+async def test_the_socket_the_fast_start_bound_is_served_and_connections_queued_before_are_answered() -> None:
+    prebound = bind_listener(HOST, 0)
+    port = prebound.getsockname()[1]
+    # A function exporting during its own init connects before the receiver runs: the kernel queues it.
+    early = socket.create_connection((HOST, port))
+    early.close()
+    received = Received()
+    async with receiving(port, received, prebound=prebound) as bound:
+        assert bound == port
+        status, _, _ = await post(f"http://{HOST}:{port}/v1/traces", b"", {"content-type": "application/x-protobuf"})
+    assert status == 200
+
+
+async def test_a_prebound_socket_the_settings_turn_off_is_closed() -> None:
+    prebound = bind_listener(HOST, 0)
+    async with receiving(None, Received(), prebound=prebound) as bound:
+        assert bound is None
+    assert prebound.fileno() == -1
