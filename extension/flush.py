@@ -7,9 +7,9 @@
 - `continuous,<ms>`: flush in the background every interval while the environment is thawed; next is
   called at once. An export may be frozen mid-flight and finish (or be re-sent) after the thaw.
 - `adaptive[,<ms>]` (default): `end` while invocations are rare; once they are frequent (an exponentially
-  weighted mean of the idle gaps, from this extension's `next` to the next INVOKE, under BUSY_GAP_S after a
-  warm-up; the time the extension itself spent is left out, or a slow collector under `end` would make a
-  busy function look quiet and keep it paying), flush in the background
+  weighted mean of the gaps between INVOKEs, less the time this extension held each invocation after its
+  runtimeDone, under BUSY_GAP_S after a warm-up: left in, that time would make a busy function behind a slow
+  collector look quiet under `end` and keep it paying), flush in the background
   at the start of invocations when the interval has passed and call next at once, so a busy function
   pays nothing after its runtime. It goes back to `end` when the mean gap grows past twice BUSY_GAP_S,
   or at once after an idle gap of IDLE_RESET_S.
@@ -88,7 +88,7 @@ class FlushPolicy:
         self.busy = setting.strategy is Strategy.CONTINUOUS
         self._last_flush = now
         self._last_invoke: float | None = None
-        self._last_next: float | None = None
+        self._held_s = 0.0
         self._mean_gap: float | None = None
         self._gaps = 0
 
@@ -108,9 +108,10 @@ class FlushPolicy:
     def on_flushed(self, now: float) -> None:
         self._last_flush = now
 
-    def on_next(self, now: float) -> None:
-        """The extension is done with the invocation and calls `next`: the idle gap starts now."""
-        self._last_next = now
+    def on_next(self, held_s: float) -> None:
+        """The extension calls `next`, having held the invocation `held_s` after its runtimeDone (0 when it
+        did not wait for it): that time is ours, not the function's, and does not count in the next gap."""
+        self._held_s = max(0.0, held_s)
 
     def background_due_at(self) -> float:
         """When the background flusher should flush next, if anything is waiting (a clock reading)."""
@@ -123,10 +124,10 @@ class FlushPolicy:
 
     def _observe_gap(self, now: float) -> None:
         previous, self._last_invoke = self._last_invoke, now
-        done, self._last_next = self._last_next, None
+        held_s, self._held_s = self._held_s, 0.0
         if self.setting.strategy is not Strategy.ADAPTIVE or previous is None:
             return
-        gap = now - (done if done is not None else previous)
+        gap = now - previous - held_s
         if gap >= IDLE_RESET_S:  # a lull: start over, as the first invocations after it are rare ones
             self._mean_gap, self._gaps, self.busy = None, 0, False
             return

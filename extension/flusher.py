@@ -34,8 +34,8 @@ class Flusher:
     def plan(self, now: float) -> Plan:
         return self.policy.on_invoke(now)
 
-    def before_next(self, now: float) -> None:
-        self.policy.on_next(now)
+    def before_next(self, held_s: float) -> None:
+        self.policy.on_next(held_s)
 
     async def flush(self, *, deadline: float) -> None:
         await self.sink.flush(deadline=deadline)

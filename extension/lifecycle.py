@@ -27,7 +27,7 @@ class Sink(Protocol):
 
 class Flushing(Protocol):
     def plan(self, now: float) -> Plan: ...
-    def before_next(self, now: float) -> None: ...
+    def before_next(self, held_s: float) -> None: ...
     async def flush(self, *, deadline: float) -> None: ...
     def kick(self) -> None: ...
     async def stop_background(self) -> None: ...
@@ -79,9 +79,12 @@ async def run_lifecycle(source: EventSource, sink: Sink, flushing: Flushing, *, 
                 wait_until = min(deadline, loop.time() + timing.runtime_done_timeout_s)
             # Calling next before runtimeDone arrived would freeze the environment with the spans inside.
             await _within(wait_until, sink.wait_runtime_done(event.request_id))
+            runtime_done_at: float | None = loop.time()
+        else:
+            runtime_done_at = None
         if plan.flush_at_end:
             await _flush_before(deadline, flushing, timing)
-        flushing.before_next(loop.time())
+        flushing.before_next(loop.time() - runtime_done_at if runtime_done_at is not None else 0.0)
 
 
 async def _flush_before(deadline: float, flushing: Flushing, timing: Timing) -> None:

@@ -3,6 +3,7 @@ export interval (and at SHUTDOWN), kept in a small bounded queue until the endpo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final, Protocol
@@ -91,11 +92,18 @@ class Metering:
         if not self.windows and not self.forwarded:
             return None
         windows, forwarded = self.windows.drain(), self.forwarded.drain()
-        result = await self._exporter.export([*windows, *forwarded], deadline=deadline)
+        try:
+            result = await self._exporter.export([*windows, *forwarded], deadline=deadline)
+        except asyncio.CancelledError:  # out of time: the outcome is unknown, so they are sent again
+            self._requeue(windows, forwarded)
+            raise
         if not result.ok and result.retryable:
-            self.windows.requeue_front(windows)
-            self.forwarded.requeue_front(forwarded)
+            self._requeue(windows, forwarded)
         return result
+
+    def _requeue(self, windows: list[MetricsData], forwarded: list[Forwarded[Metric]]) -> None:
+        self.windows.requeue_front(windows)
+        self.forwarded.requeue_front(forwarded)
 
     def _collect(self, snapshot: HealthSnapshot) -> None:
         now_ns = self._wall_ns()

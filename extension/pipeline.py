@@ -105,8 +105,11 @@ class Pipeline:
     def accept(self, raw: bytes) -> None:
         batch = parse_batch(raw)
         self.batches += 1
-        # Spans first: the log records of an invocation starting in this batch ask for its span's ids.
-        self._spans.buffer.extend(self._assembler.feed_batch(batch))
+        # Spans first: the log records of an invocation starting in this batch ask for its span's ids. The
+        # assembler runs even with traces off: it knows which invocation a log line belongs to, and when it ends.
+        spans = self._assembler.feed_batch(batch)
+        if self._spans.enabled:
+            self._spans.buffer.extend(spans)
         if self._logs is not None:
             self._logs.outbox.buffer.extend(self._logs.assembler.feed(batch.events))
         if self._metering is not None:
@@ -179,7 +182,9 @@ class Pipeline:
     def drain_orphans(self) -> None:
         """At SHUTDOWN (the lifecycle calls it once, right before the last flush): no telemetry comes any
         more, so emit what the assembler still holds, and tell the exporters that their next flush is the last."""
-        self._spans.buffer.extend(self._assembler.drain_orphans())
+        orphans = self._assembler.drain_orphans()
+        if self._spans.enabled:
+            self._spans.buffer.extend(orphans)
         self._closing = True
         self._spans.closing()
         if self._logs is not None:

@@ -70,11 +70,25 @@ def test_the_time_the_extension_itself_spends_does_not_count_as_a_gap() -> None:
     # moment the extension calls next: the function is busy, and should stop paying for the collector.
     policy, now = FlushPolicy(FlushSetting(), now=0.0), 0.0
     for _ in range(WARM_UP + 2):
-        now += 0.01
         policy.on_invoke(now)
-        now += 1.5  # waiting for runtimeDone and the slow export
-        policy.on_next(now)
+        now += 0.01 + 1.5  # the handler, then the slow export after runtimeDone
+        policy.on_next(1.5)
     assert policy.busy
+
+
+def test_a_long_handler_invoked_back_to_back_settles_instead_of_flapping() -> None:
+    # 3 s handlers one after the other: under `end` the next INVOKE comes as soon as the extension is done;
+    # in the background the extension calls next at once and the INVOKE comes when the handler is. The gaps
+    # are the handler's either way, so the strategy must not switch back and forth between the two.
+    policy, now, modes = FlushPolicy(FlushSetting(), now=0.0), 0.0, []
+    for _ in range(40):
+        plan = policy.on_invoke(now)
+        modes.append(plan.wait_runtime_done)
+        now += 3.0
+        held_s = 0.03 if plan.wait_runtime_done else 0.0
+        now += held_s
+        policy.on_next(held_s)
+    assert all(modes) and not policy.busy
 
 
 def test_busy_mode_flushes_at_the_start_once_per_interval_without_blocking() -> None:

@@ -59,7 +59,7 @@ class RecordingFlushing:
     def kick(self) -> None:
         self.sink.calls.append(("kick", None))
 
-    def before_next(self, now: float) -> None:
+    def before_next(self, held_s: float) -> None:
         pass
 
     async def stop_background(self) -> None:

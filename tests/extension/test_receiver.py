@@ -26,7 +26,7 @@ from structlog.testing import capture_logs
 from extension.bootstrap import bind_listener
 from extension.export import otlp_json
 from extension.export.decode import ExportRequest
-from extension.receiver import HOST, MAX_BODY_BYTES, receiving
+from extension.receiver import HOST, MAX_BODY_BYTES, MAX_JSON_BODY_BYTES, receiving
 
 TRACES = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[
     Span(name="handler", trace_id=bytes(range(16)), span_id=bytes(range(8)))])])])
@@ -96,6 +96,10 @@ async def test_bad_content_is_refused_with_a_reason(receiver: tuple[str, Receive
     bomb = gzip.compress(b"\x00" * (MAX_BODY_BYTES + 1))  # small on the wire, too large inflated
     status, reason, _ = await post(f"{url}/v1/traces", bomb, {**PROTOBUF, "Content-Encoding": "gzip"})
     assert status == 413 and b"exceeds" in reason
+    # JSON is held to a quarter of the limit: decoding it is slow, and runs on the loop that answers `next`.
+    status, reason, _ = await post(f"{url}/v1/traces", b" " * (MAX_JSON_BODY_BYTES + 1),
+                                   {"Content-Type": "application/json"})
+    assert status == 413 and b"application/json" in reason
     assert (await post(f"{url}/v1/spans", body, PROTOBUF))[0] == 404
     assert received.requests == []
 
