@@ -165,14 +165,17 @@ class _SignalHeaders:
     def __init__(self, config: Config) -> None:
         configured = {"traces": config.traces, "logs": config.logs, "metrics": config.metrics}
         self._configured = {name: dict(signal.headers) for name, signal in configured.items()}
+        self._own = {name: dict(signal.own_headers) for name, signal in configured.items()}
         self._current = {name: dict(headers) for name, headers in self._configured.items()}
         self.signals = {name: replace(signal, headers=self._current[name]) for name, signal in configured.items()}
 
     def apply(self, secret_headers: Mapping[str, str]) -> None:
-        """Replace, not add: a header that a rotated secret no longer holds must stop being sent."""
+        """Over OTEL_EXPORTER_OTLP_HEADERS, under a signal's own OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS (a signal
+        sent to another backend keeps its key). Replace, not add: a header that a rotated secret no longer holds
+        must stop being sent."""
         for name, current in self._current.items():
             current.clear()
-            current.update({**self._configured[name], **secret_headers})
+            current.update({**self._configured[name], **secret_headers, **self._own[name]})
 
 
 async def _fetch_headers(secret: SecretSettings, session: aiohttp.ClientSession, env: Mapping[str, str],

@@ -96,6 +96,8 @@ class SignalExport:
     enabled: bool = True
     protocol: OTLPProtocol = "http/protobuf"
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    own_headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Those of `headers` from this signal's own variable: they win over a headers secret too."""
     compression: Compression = "gzip"
     timeout_s: float = 10.0
 
@@ -270,12 +272,14 @@ def _signal(read: _Reader, signal: Signal) -> SignalExport:
     else:
         protocol = read.choice(name("PROTOCOL"), _PROTOCOLS, "http/protobuf")
     headers = read.pairs("OTEL_EXPORTER_OTLP_HEADERS", secret=True)
-    headers.update(read.pairs(f"OTEL_EXPORTER_OTLP_{upper}_HEADERS", secret=True))
+    own_headers = read.pairs(f"OTEL_EXPORTER_OTLP_{upper}_HEADERS", secret=True)
+    headers.update(own_headers)
     return SignalExport(
         endpoint=endpoint,
         enabled=read.choice(f"OTEL_{upper}_EXPORTER", _EXPORTERS, True),
         protocol=protocol,
         headers=MappingProxyType(headers),
+        own_headers=MappingProxyType(own_headers),
         compression=read.choice(name("COMPRESSION"), _COMPRESSIONS, "gzip"),
         timeout_s=read.integer(name("TIMEOUT"), 10_000, minimum=1) / 1000,
     )

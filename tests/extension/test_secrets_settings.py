@@ -123,3 +123,20 @@ def test_a_key_pasted_where_a_name_belongs_is_never_quoted() -> None:
     ))
 
     assert key not in message
+
+
+def test_the_secret_goes_over_the_general_headers_and_under_a_signals_own() -> None:
+    from extension.app import _SignalHeaders
+    from extension.config import Config
+
+    config = Config.from_env({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+                              "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example.com",
+                              "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=from-env,x-team=core",
+                              "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-api-key=other-vendor"})
+    headers = _SignalHeaders(config)
+
+    headers.apply({"x-api-key": "from-secret", "x-extra": "1"})
+    assert headers.signals["traces"].headers == {"x-api-key": "from-secret", "x-team": "core", "x-extra": "1"}
+    assert headers.signals["logs"].headers == {"x-api-key": "other-vendor", "x-team": "core", "x-extra": "1"}
+    headers.apply({"x-api-key": "rotated"})  # a header the rotated secret dropped is no longer sent
+    assert headers.signals["traces"].headers == {"x-api-key": "rotated", "x-team": "core"}
