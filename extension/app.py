@@ -66,7 +66,7 @@ async def run(launch: Launch, started: Started) -> int:
             await _pass_through(api, started)
             return 0
         try:
-            await _run_configured(api, launch.config, started, launch.env)
+            await _run_configured(api, launch.config, started, launch.env, launch.name)
         except Exception as error:  # a bug of ours: say so to Lambda, as documented, then leave
             log.get().exception("extension_failed")
             report = api.exit_error if api.initialized else api.init_error
@@ -76,7 +76,8 @@ async def run(launch: Launch, started: Started) -> int:
     return 0
 
 
-async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, env: Mapping[str, str]) -> None:
+async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, env: Mapping[str, str],
+                         name: str) -> None:
     function_name = config.function_name or started.function_name
     resource = lambda_resource(service_name=config.service_name, function_name=function_name,
                                function_version=config.function_version, region=config.region,
@@ -105,7 +106,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
             buffer: Buffer[SpanItem] = Buffer(config.buffer_max_spans, max_bytes=config.buffer_max_bytes,
                                               size_of=estimate_span_bytes)
             pipeline = Pipeline(assembler, buffer, exporter,
-                                logs=_log_records(config, headers.signals["logs"], out, assembler),
+                                logs=_log_records(config, headers.signals["logs"], out, assembler, name),
                                 metering=_metering(config, headers.signals["metrics"], out, assembler),
                                 breaker=exporter.breaker if exporter is not None else None)
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
@@ -139,13 +140,15 @@ class _Egress:
         return ResilientExporter(OTLPExporter(self._transport, signal, codec), breaker=breaker)
 
 
-def _log_records(config: Config, logs: SignalExport, out: _Egress, assembler: SpanAssembler) -> LogRecords | None:
+def _log_records(config: Config, logs: SignalExport, out: _Egress, assembler: SpanAssembler,
+                 own_name: str) -> LogRecords | None:
     """The function's log lines in its invocations' traces, unless their exporter is `none`."""
     if not logs.enabled:
         return None
     buffer: Buffer[LogItem] = Buffer(config.buffer_max_log_records, max_bytes=config.buffer_max_bytes,
                                      size_of=estimate_log_bytes)
-    return LogRecords(assembler=LogAssembler(resource=assembler.resource, ids_of=assembler.ids_of),
+    return LogRecords(assembler=LogAssembler(resource=assembler.resource, ids_of=assembler.ids_of,
+                                             own_name=own_name),
                       outbox=Outbox(buffer, out.exporter(logs, LOGS), max_per_export=MAX_LOG_RECORDS_PER_EXPORT))
 
 

@@ -94,9 +94,13 @@ class _Line:
 class LogAssembler:
     """Turns FunctionLog and ExtensionLog events into log records; counts what it skips and what Lambda dropped."""
 
-    def __init__(self, *, resource: Resource, ids_of: IdsOf) -> None:
+    def __init__(self, *, resource: Resource, ids_of: IdsOf, own_name: str | None = None) -> None:
         self._resource = resource
         self._ids_of = ids_of
+        # This extension's own lines (JSON objects naming it; extension.log binds the name) come back through the
+        # `extension` subscription: exported, each flush's line would make the next flush due, for ever.
+        self._own_marker = f'"extension": "{own_name}"' if own_name else None
+        self._own_name = own_name
         self._running: str | None = None  # the invocation between its platform.start and its runtimeDone
         self.converted = 0  # log records returned
         self.skipped = 0  # the platform's own lines, left out
@@ -115,6 +119,8 @@ class LogAssembler:
             match event:
                 case FunctionLog():
                     self._on_line(event.time_unix_nano, event.record, "function", out)
+                case ExtensionLog() if self._is_own(event.record):
+                    self.skipped += 1
                 case ExtensionLog():
                     self._on_line(event.time_unix_nano, event.record, "extension", out)
                 case PlatformStart():
@@ -127,6 +133,13 @@ class LogAssembler:
                 case PlatformInitStart() if event.instance_id:
                     self._resource = with_instance(self._resource, event.instance_id)
         return out
+
+    def _is_own(self, record: str | dict[str, Any]) -> bool:
+        if self._own_name is None:
+            return False
+        if isinstance(record, dict):
+            return record.get("extension") == self._own_name
+        return self._own_marker is not None and self._own_marker in record
 
     def _on_line(
         self, time_unix_nano: int, record: str | dict[str, Any], source: Source, out: list[ReadableLogRecord]

@@ -15,7 +15,7 @@ from support import SequentialIds, events, ns
 from extension.convert.logs import LogAssembler, estimate_log_bytes
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import REMEMBERED_IDS, SpanAssembler
-from extension.events import FunctionLog, PlatformRuntimeDone, PlatformStart, TelemetryEvent, TraceContext
+from extension.events import ExtensionLog, FunctionLog, PlatformRuntimeDone, PlatformStart, TelemetryEvent, TraceContext
 
 R = "8f5c1d2e-3a4b-4c5d-9e6f-7a8b9c0d1e2f"  # logs_json.json, X-Ray traced
 R_TRACE, R_SPAN = 0x677E3F802F1B5C3D4E5F60718293A4B5, 0x3C4D5E6F708192A3
@@ -272,3 +272,18 @@ def test_ten_thousand_lines_in_one_invocation() -> None:
     assert logs.converted == len(records) == 10_000
     assert {trace(record) for record in records} == {server}
     assert len(encode_logs(records).resource_logs[0].scope_logs[0].log_records) == 10_000
+
+
+def test_this_extensions_own_lines_are_not_sent_back_to_it() -> None:
+    spans = SpanAssembler(resource=lambda_resource(service_name="fn"), function_name="fn", ids=SequentialIds())
+    logs = LogAssembler(resource=lambda_resource(service_name="fn"), ids_of=spans.ids_of, own_name="otel-extension")
+    ours_text = '{"extension": "otel-extension", "event": "flushed", "spans": 6}'
+    records = logs.feed([
+        ExtensionLog(time_unix_nano=1, record=ours_text),  # Text log format: the line as it was printed
+        ExtensionLog(time_unix_nano=2, record={"extension": "otel-extension", "event": "flushed"}),  # JSON format
+        ExtensionLog(time_unix_nano=3, record='{"extension": "another-one", "event": "ready"}'),
+        ExtensionLog(time_unix_nano=4, record="plain text from another extension"),
+    ])
+    assert [r.log_record.body for r in records] == ['{"extension": "another-one", "event": "ready"}',
+                                                  "plain text from another extension"]
+    assert logs.skipped == 2
