@@ -23,7 +23,7 @@ from extension.convert.resource import lambda_resource
 from extension.convert.spans import SpanAssembler
 from extension.errors import ConfigError, LambdaAPIError
 from extension.events import Shutdown
-from extension.export.breaker import CircuitBreaker
+from extension.export.breaker import BreakerState, CircuitBreaker
 from extension.export.otlp import LOGS, METRICS, TRACES, Codec, LogItem, OTLPExporter, SpanItem
 from extension.export.resilient import ResilientExporter
 from extension.export.size import estimate_span_bytes
@@ -108,7 +108,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
             pipeline = Pipeline(assembler, buffer, exporter,
                                 logs=_log_records(config, headers.signals["logs"], out, assembler, name),
                                 metering=_metering(config, headers.signals["metrics"], out, assembler),
-                                breaker=exporter.breaker if exporter is not None else None)
+                                breaker_state=out.worst_breaker_state)
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
             assert started.listener is not None  # noqa: S101 -- for mypy: `subscribed` implies a listener
             async with serve(make_app(pipeline.accept, started.listener_path), started.listener), \
@@ -138,6 +138,14 @@ class _Egress:
         parts = urlsplit(signal.endpoint)
         breaker = self._breakers.setdefault((parts.scheme, parts.netloc), CircuitBreaker())
         return ResilientExporter(OTLPExporter(self._transport, signal, codec), breaker=breaker)
+
+    def worst_breaker_state(self) -> BreakerState:
+        """For the health metrics: open if any collector's circuit is, else half open if any is probing."""
+        states = {breaker.state for breaker in self._breakers.values()}
+        for state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
+            if state in states:
+                return state
+        return BreakerState.CLOSED
 
 
 def _log_records(config: Config, logs: SignalExport, out: _Egress, assembler: SpanAssembler,

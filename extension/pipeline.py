@@ -21,7 +21,7 @@ from extension.convert.logs import LogAssembler
 from extension.convert.parenting import Parenting
 from extension.convert.spans import SpanAssembler
 from extension.events import Invoke, PlatformRuntimeDone, PlatformStart
-from extension.export.breaker import CircuitBreaker
+from extension.export.breaker import BreakerState
 from extension.export.decode import ExportRequest
 from extension.export.otlp import ExportResult, LogItem, SpanItem
 from extension.metering import Metering
@@ -84,14 +84,14 @@ class Pipeline:
 
     def __init__(self, assembler: SpanAssembler, buffer: Buffer[SpanItem],
                  exporter: ItemExporter[SpanItem] | None, *, logs: LogRecords | None = None,
-                 metering: Metering | None = None, breaker: CircuitBreaker | None = None,
+                 metering: Metering | None = None, breaker_state: Callable[[], BreakerState] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._assembler = assembler
         self._spans = Outbox(buffer, exporter, max_per_export=MAX_SPANS_PER_EXPORT)
         self._parenting = Parenting()
         self._logs = logs
         self._metering = metering
-        self._breaker = breaker  # read for the health metrics only
+        self._breaker_state = breaker_state  # read for the health metrics only
         self._clock = clock
         self._done: OrderedDict[str, None] = OrderedDict()
         self._waiting: dict[str, asyncio.Event] = {}
@@ -148,10 +148,13 @@ class Pipeline:
             spans_exported=spans.exported, spans_dropped=self._spans.buffer.dropped, spans_rejected=spans.rejected,
             export_failures=sum(t.failures for t in outboxes), export_retries=sum(t.retries for t in outboxes),
             telemetry_batches=self.batches, malformed_events=self._assembler.stats.malformed,
+            metrics_dropped=(self._metering.windows.dropped + self._metering.forwarded.dropped
+                             if self._metering is not None else 0),
             **self._log_totals())
         return HealthSnapshot(totals=totals, buffered_spans=len(self._spans),
                               buffered_bytes=self._spans.buffer.size_bytes,
-                              breaker_state=self._breaker.state.value if self._breaker is not None else "closed")
+                              breaker_state=(self._breaker_state() if self._breaker_state is not None
+                                             else BreakerState.CLOSED).value)
 
     def _log_totals(self) -> dict[str, int]:
         if self._logs is None:

@@ -1,5 +1,6 @@
-"""The extension's own health as metric points: what it exported, dropped and failed to send, its buffer and
-circuit breaker, and how long its flushes took (pure; the pipeline takes a snapshot at each metrics window).
+"""The extension's own health as metric points: what it exported, dropped and failed to send, its span buffer,
+the worst of its collectors' circuit breakers, and how long its flushes took (pure; the pipeline takes a
+snapshot at each metrics window).
 
 Users of a telemetry pipeline must see its losses instead of guessing from gaps. The names sit under
 `lambda_extension.*`: the semantic conventions' `otel.sdk.*` metrics describe an in-process SDK, not an
@@ -32,6 +33,7 @@ class HealthTotals:
     log_records_exported: int = 0
     log_records_dropped: int = 0  # the log buffer overflowed: the oldest were dropped
     log_records_lost_by_platform: int = 0  # platform.logsDropped: records Lambda could not deliver to us
+    metrics_dropped: int = 0  # metric windows, and metrics the function sent, dropped while the endpoint was down
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +59,8 @@ _SUMS: Final = {
                             "Log records dropped because the buffer was full"),
     "log_records_lost_by_platform": ("lambda_extension.log_records.lost_by_platform", "{record}",
                                      "Log records Lambda dropped before delivering them (platform.logsDropped)"),
+    "metrics_dropped": ("lambda_extension.metrics.dropped", "{item}",
+                        "Metric windows and forwarded metrics dropped because their queue was full"),
 }
 
 
