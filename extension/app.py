@@ -32,12 +32,13 @@ from extension.flush import FlushPolicy
 from extension.flusher import Flusher
 from extension.lambda_api import ExtensionsAPI
 from extension.lifecycle import Timing, run_lifecycle
-from extension.listener import make_app, serve
+from extension.listener import make_app
 from extension.metering import Metering
 from extension.outbox import Outbox
 from extension.pipeline import MAX_LOG_RECORDS_PER_EXPORT, LogRecords, Pipeline
 from extension.receiver import receiving
 from extension.secrets.settings import SecretSettings
+from extension.server import serve
 
 T = TypeVar("T")
 

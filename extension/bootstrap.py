@@ -76,7 +76,7 @@ def receiver_port(env: Mapping[str, str]) -> int | None:
     """The in-function receiver's port, read leniently (None: off). A bad value keeps the default here; the
     strict settings then report it and the extension stays in pass-through mode, closing the socket."""
     text = env.get("OTEL_LAMBDA_RECEIVER_PORT", "").strip().lower()
-    if text in ("off", "0"):
+    if text == "off" or (text.isdigit() and int(text) == 0):
         return None
     return int(text) if text.isdigit() and 1 <= int(text) <= 65535 else DEFAULT_RECEIVER_PORT
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
@@ -26,16 +24,3 @@ def make_app(accept: Accept, path: str) -> web.Application:
     app[ACCEPT] = accept
     app.router.add_post(path, _receive)
     return app
-
-
-@asynccontextmanager
-async def serve(app: web.Application, listener: socket.socket) -> AsyncIterator[None]:
-    """Serve on the socket the fast start bound (connections already queued there are served too)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    try:
-        listener.setblocking(False)
-        await web.SockSite(runner, listener).start()
-        yield
-    finally:
-        await runner.cleanup()

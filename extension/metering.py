@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Protocol
+from collections.abc import Callable, Iterable
+from typing import Final
 
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.sdk.metrics.export import MetricsData
@@ -17,18 +17,13 @@ from extension.convert._sdk import make_metrics_data
 from extension.convert.health import ExtensionHealth, HealthSnapshot
 from extension.convert.metrics import PlatformMetrics
 from extension.events import TelemetryEvent
-from extension.export.otlp import ExportResult, MetricsItem
+from extension.export.otlp import ExportResult, ItemExporter, MetricsItem
 from extension.forwarded import Forwarded
 
 # Windows that wait while the metrics endpoint is down: with the default interval, an hour of them.
 MAX_WINDOWS: Final = 64
 # Metrics the function sent to the receiver, waiting beside the windows for the next flush.
 MAX_FORWARDED_METRICS: Final = 1024
-
-
-class MetricsExporter(Protocol):
-    async def export(self, items: Sequence[MetricsItem], *, deadline: float | None) -> ExportResult: ...
-    def closing(self) -> None: ...
 
 
 class Metering:
@@ -41,7 +36,7 @@ class Metering:
     on their own, and leave with the next flush, due window or not, in the same request as the windows.
     """
 
-    def __init__(self, exporter: MetricsExporter, *, platform: PlatformMetrics, health: ExtensionHealth,
+    def __init__(self, exporter: ItemExporter[MetricsItem], *, platform: PlatformMetrics, health: ExtensionHealth,
                  resource: Callable[[], Resource], interval_s: float, max_bytes: int | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_ns: Callable[[], int] = time.time_ns) -> None:
         self._exporter = exporter

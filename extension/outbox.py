@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from extension.buffer import Buffer
-from extension.export.otlp import ExportResult
+from extension.export.otlp import ExportResult, ItemExporter
 
 T = TypeVar("T")
-T_contra = TypeVar("T_contra", contravariant=True)
-
-
-class ItemExporter(Protocol[T_contra]):
-    async def export(self, items: Sequence[T_contra], *, deadline: float | None) -> ExportResult: ...
-    def closing(self) -> None:
-        """The next flush is the last (SHUTDOWN): items left in the buffer after it are lost."""
 
 
 @dataclass(slots=True)

@@ -23,9 +23,9 @@ from extension.convert.spans import SpanAssembler
 from extension.events import Invoke, PlatformRuntimeDone, PlatformStart
 from extension.export.breaker import BreakerState
 from extension.export.decode import ExportRequest
-from extension.export.otlp import ExportResult, LogItem, SpanItem
+from extension.export.otlp import ExportResult, ItemExporter, LogItem, SpanItem
 from extension.metering import Metering
-from extension.outbox import ItemExporter, Outbox, Sent
+from extension.outbox import Outbox, Sent
 from extension.wire import parse_batch
 
 MAX_SPANS_PER_EXPORT: Final = 512

@@ -18,7 +18,7 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from extension import log
-from extension.bootstrap import bind_listener
+from extension.bootstrap import RECEIVER_HOST, bind_listener
 from extension.config import Signal
 from extension.errors import BadOTLPBody, OTLPBodyTooLarge
 from extension.export.decode import (
@@ -29,10 +29,11 @@ from extension.export.decode import (
     decompress,
     export_response,
 )
+from extension.server import serve
 
 Forward = Callable[[ExportRequest], None]
 FORWARD: Final = web.AppKey[Forward]("forward")
-HOST: Final = "127.0.0.1"  # loopback only: nothing outside the execution environment may send us data
+HOST: Final = RECEIVER_HOST  # loopback only: nothing outside the execution environment may send us data
 # One request's limit, as sent and inflated: the SDK's batches are far smaller (512 spans by default), and the
 # buffers hold about this much in all (OTEL_LAMBDA_BUFFER_MAX_BYTES).
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
@@ -79,19 +80,6 @@ async def _receive(request: web.Request, signal: Signal) -> web.Response:
 
 
 @asynccontextmanager
-async def serve(app: web.Application, listener: socket.socket) -> AsyncIterator[int]:
-    """Serve on a bound socket; yields its port. Bodies are inflated here, bounded, not by aiohttp."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5, auto_decompress=False)
-    await runner.setup()
-    try:
-        listener.setblocking(False)
-        await web.SockSite(runner, listener).start()
-        yield int(listener.getsockname()[1])
-    finally:
-        await runner.cleanup()
-
-
-@asynccontextmanager
 async def receiving(port: int | None, forward: Forward, *,
                     prebound: socket.socket | None = None) -> AsyncIterator[int | None]:
     """The receiver on `port` while the block runs (None: off), on the socket the fast start bound for it
@@ -110,5 +98,5 @@ async def receiving(port: int | None, forward: Forward, *,
                         fix="free the port or choose another with OTEL_LAMBDA_RECEIVER_PORT")
         yield None
         return
-    async with serve(make_receiver_app(forward), listener) as bound:
+    async with serve(make_receiver_app(forward), listener, auto_decompress=False) as bound:
         yield bound

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
 import orjson
 from google.protobuf.message import DecodeError, Message  # type: ignore[import-untyped]
@@ -60,6 +60,7 @@ _MIN_SECRET_CHARS: Final = 8
 _UNENCODABLE: Final = (ValueError, TypeError, OverflowError)
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +132,14 @@ class ExportResult:
     @property
     def retries(self) -> int:
         return max(0, self.attempts - 1)
+
+
+class ItemExporter(Protocol[T_contra]):
+    """What sends one signal's items: the OTLP exporter, the resilient one around it, and tests' fakes."""
+
+    async def export(self, items: Sequence[T_contra], *, deadline: float | None) -> ExportResult: ...
+    def closing(self) -> None:
+        """The next flush is the last (SHUTDOWN): items left in the buffer after it are lost."""
 
 
 def encode_request(

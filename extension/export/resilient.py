@@ -7,18 +7,13 @@ import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from extension.export.breaker import BreakerState, CircuitBreaker
-from extension.export.otlp import ExportResult
+from extension.export.otlp import ExportResult, ItemExporter
 from extension.export.retry import RetryPolicy, backoff, retry_after_s
 
 T = TypeVar("T")
-T_contra = TypeVar("T_contra", contravariant=True)
-
-
-class ItemExporter(Protocol[T_contra]):
-    async def export(self, items: Sequence[T_contra], *, deadline: float | None) -> ExportResult: ...
 
 
 class ResilientExporter(Generic[T]):

@@ -120,6 +120,7 @@ def test_the_receiver_port_is_read_as_the_settings_read_it() -> None:
     assert bootstrap.receiver_port({}) == DEFAULT_RECEIVER_PORT
     assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "off"}) is None
     assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "0"}) is None
+    assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "00"}) is None  # as the settings read it
     assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "4400"}) == 4400
     # A bad value: the strict settings report it and the extension stays in pass-through.
     assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "many"}) == DEFAULT_RECEIVER_PORT

@@ -7,7 +7,8 @@ import io
 import aiohttp
 
 from extension.bootstrap import bind_listener, secret_path
-from extension.listener import MAX_BODY_BYTES, make_app, serve
+from extension.listener import MAX_BODY_BYTES, make_app
+from extension.server import serve
 
 
 async def test_every_post_is_answered_and_handed_over() -> None:
