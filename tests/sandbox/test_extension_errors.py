@@ -27,7 +27,10 @@ async def test_registering_beyond_ten_extensions_is_refused(make_settings: Setti
                                                             work_dir: Path) -> None:
     log = tmp_path / "ext.jsonl"
     layer = scripted_layer(tmp_path, {"many": {"log": str(log), "internal": 10}})
-    async with LocalLambda(make_settings(layer_dir=layer), work_dir=work_dir, on_output=quiet) as sandbox:
+    # Registration closes when the runtime's init ends: a slow init keeps it open for all ten, on a busy machine too.
+    settings = make_settings(layer_dir=layer, function_dir=FUNCTIONS, handler="scripted.handler",
+                             env={"SCRIPTED_INIT_SLEEP_S": "3"})
+    async with LocalLambda(settings, work_dir=work_dir, on_output=quiet) as sandbox:
         assert sandbox.init_record is not None and sandbox.init_record.status == "success"
         assert (await sandbox.invoke()).status == "success"
     seen = answers(read_log(log))
