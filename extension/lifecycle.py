@@ -73,15 +73,14 @@ async def run_lifecycle(source: EventSource, sink: Sink, flushing: Flushing, *, 
             flushing.kick()
         elif plan.flush_at_start:
             await _flush_before(deadline, flushing, timing)
+        runtime_done_at: float | None = None  # None: we did not wait, so we held nothing after the runtime
         if plan.wait_runtime_done and telemetry:
             wait_until = deadline
             if timing.runtime_done_timeout_s is not None:
                 wait_until = min(deadline, loop.time() + timing.runtime_done_timeout_s)
             # Calling next before runtimeDone arrived would freeze the environment with the spans inside.
             await _within(wait_until, sink.wait_runtime_done(event.request_id))
-            runtime_done_at: float | None = loop.time()
-        else:
-            runtime_done_at = None
+            runtime_done_at = loop.time()
         if plan.flush_at_end:
             await _flush_before(deadline, flushing, timing)
         flushing.before_next(loop.time() - runtime_done_at if runtime_done_at is not None else 0.0)

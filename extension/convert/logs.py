@@ -99,8 +99,8 @@ class LogAssembler:
         self._ids_of = ids_of
         # This extension's own lines (JSON objects naming it; extension.log binds the name) come back through the
         # `extension` subscription: exported, each flush's line would make the next flush due, for ever.
-        self._own_marker = f'"extension": "{own_name}"' if own_name else None
         self._own_name = own_name
+        self._own_marker = f'"extension": "{own_name}"'  # how the name stands in a line printed as JSON text
         self._running: str | None = None  # the invocation between its platform.start and its runtimeDone
         self.converted = 0  # log records returned
         self.skipped = 0  # the platform's own lines, left out
@@ -135,11 +135,11 @@ class LogAssembler:
         return out
 
     def _is_own(self, record: str | dict[str, Any]) -> bool:
-        if self._own_name is None:
+        if not self._own_name:
             return False
         if isinstance(record, dict):
             return record.get("extension") == self._own_name
-        return self._own_marker is not None and self._own_marker in record
+        return self._own_marker in record
 
     def _on_line(
         self, time_unix_nano: int, record: str | dict[str, Any], source: Source, out: list[ReadableLogRecord]
