@@ -36,3 +36,10 @@ def write_readme(text: str, marks: tuple[str, str], readme: Path = README) -> No
     else:
         content += f"\n{begin}\n{text}\n{end}\n"
     readme.write_text(content)
+
+
+def publish(table: str, marks: tuple[str, str], *, write: bool) -> None:
+    """Print a benchmark's table and, with --write, put it into bench/README.md between its marks."""
+    print(table)
+    if write:
+        write_readme(table, marks)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import FLOOR, ROOT, memory_of, parser, write_readme
+from bench.common import FLOOR, ROOT, memory_of, parser, publish
 from sandbox.otlp_receiver import FaultMode, OTLPReceiver, ReceivedSpan
 from sandbox.records import InvokeRecord, ShutdownRecord
 from sandbox.runner import LocalLambda
@@ -29,7 +29,7 @@ FUNCTION = "faults-function"
 PHASES = ("responseLatency", "responseDuration", "runtimeOverhead", "report", "extensionOverhead")
 SPAN_NAMES = (FUNCTION, *PHASES)
 TIMEOUT_S = 3.0  # Lambda's default function timeout
-SHUTDOWN_BUDGET_MS = 2_000  # Lambda's, for external extensions
+SHUTDOWN_BUDGET_MS = 2_000  # Lambda's with external extensions, which the sandbox applies
 OVERLOAD_BUFFER = 64
 
 
@@ -96,7 +96,7 @@ async def run(script: Script, runtime_dir: Path, work_dir: Path) -> Run:
     async with OTLPReceiver(port=0) as receiver:
         settings = FunctionSettings(function_dir=ROOT / "examples" / "functions", handler="app.succeed",
                                     function_name=FUNCTION, runtime_dir=runtime_dir, layer_dir=script.layer,
-                                    timeout_s=script.timeout_s, shutdown_budget_ms=SHUTDOWN_BUDGET_MS,
+                                    timeout_s=script.timeout_s,
                                     env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **script.env})
         records: list[list[InvokeRecord]] = []
         trace_ids: dict[str, str] = {}
@@ -295,9 +295,7 @@ async def main_async(args: argparse.Namespace) -> int:
     minutes = (time.monotonic() - began) / 60
     text = "\n\n".join([loss_table(losses), hang_table(hung, args), overload_table(overloads)])
     text += f"\n\nWhole run: {minutes:.1f} minutes."
-    print(text)
-    if args.write:
-        write_readme(text, MARKS)
+    publish(text, MARKS, write=args.write)
     return 0
 
 

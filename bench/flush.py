@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import FLOOR, ROOT, parser, write_readme
+from bench.common import FLOOR, ROOT, parser, publish
 from sandbox.otlp_receiver import OTLPReceiver, Signal, spans_of
 from sandbox.runner import LocalLambda
 from sandbox.settings import FunctionSettings
@@ -117,9 +117,7 @@ async def main_async(args: argparse.Namespace) -> int:
                           "lost": result.lost}), flush=True)
         results.append(result)
     text = table(results)
-    print(text)
-    if args.write:
-        write_readme(text, MARKS)
+    publish(text, MARKS, write=args.write)
     return 0
 
 

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ROOT, parser, write_readme
+from bench.common import ROOT, parser, publish
 from sandbox.cli import xray_header
 from sandbox.otlp_receiver import OTLPReceiver
 from sandbox.processes import can_isolate
@@ -143,9 +143,7 @@ async def main_async(args: argparse.Namespace) -> int:
                           "lost": result.lost}), flush=True)
         results.append(result)
     text = table(results)
-    print(text)
-    if args.write:
-        write_readme(text, MARKS)
+    publish(text, MARKS, write=args.write)
     return 0
 
 

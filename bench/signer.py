@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.common import ROOT, parser, write_readme
+from bench.common import ROOT, parser, publish
 
 MARKS = ("<!-- signer-results:begin -->", "<!-- signer-results:end -->")
 # Each candidate imports what signing a request needs, and reports its own import time in milliseconds.
@@ -58,9 +58,7 @@ def main() -> None:
     lines.append(f"\nbotocore on disk: {size_mib('botocore'):.1f} MiB (the layer zip is about 6 MiB in all). "
                  f"{repeats} runs each, interleaved.")
     table = "\n".join(lines)
-    print(table)
-    if args.write:
-        write_readme(table, MARKS)
+    publish(table, MARKS, write=args.write)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import FLOOR, ROOT, memory_of, parser, write_readme
+from bench.common import FLOOR, ROOT, memory_of, parser, publish
 from sandbox.otlp_receiver import OTLPReceiver
 from sandbox.runner import LocalLambda
 from sandbox.settings import FunctionSettings
@@ -88,28 +88,36 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
     """Events per second from POST to encoded OTLP bytes (the floor: a listener that only reads the body)."""
     from extension.bootstrap import bind_listener
     from extension.buffer import Buffer
+    from extension.config import SignalExport
     from extension.convert._sdk import random_ids
     from extension.convert.resource import lambda_resource
     from extension.convert.spans import SpanAssembler
-    from extension.export.otlp import TRACES, encode_request
-    from extension.listener import make_app, serve
+    from extension.export.otlp import TRACES, OTLPExporter, encode_request
+    from extension.export.transport import AiohttpTransport
+    from extension.listener import make_app
     from extension.pipeline import Pipeline
+    from extension.server import serve
 
-    assembler = SpanAssembler(resource=lambda_resource(service_name="bench"), function_name="bench", ids=random_ids())
-    pipeline = Pipeline(assembler, Buffer(1_000_000), None)
-    accept = (lambda raw: None) if floor else pipeline.accept
     bodies = [batch_of(per_batch, n * per_batch) for n in range(batches)]
     sock = bind_listener("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    async with serve(make_app(accept, "/t"), sock), aiohttp.ClientSession() as client:
-        began = time.perf_counter()
-        for body in bodies:
-            async with client.post(f"http://127.0.0.1:{port}/t", data=body) as response:
-                await response.read()
-        if not floor:
-            spans = pipeline._spans.buffer.drain()
-            encode_request(spans, "http/protobuf", "gzip", TRACES)
-        elapsed = time.perf_counter() - began
+    async with aiohttp.ClientSession() as client:
+        # Traces on, as in production (a pipeline without a span exporter keeps no spans); this run encodes
+        # the buffer itself below, so the exporter never sends anything.
+        unused = OTLPExporter(AiohttpTransport(client), SignalExport(endpoint="http://127.0.0.1:9/v1/traces"), TRACES)
+        assembler = SpanAssembler(resource=lambda_resource(service_name="bench"), function_name="bench",
+                                  ids=random_ids())
+        pipeline = Pipeline(assembler, Buffer(1_000_000), unused)
+        accept = (lambda raw: None) if floor else pipeline.accept
+        async with serve(make_app(accept, "/t"), sock):
+            began = time.perf_counter()
+            for body in bodies:
+                async with client.post(f"http://127.0.0.1:{port}/t", data=body) as response:
+                    await response.read()
+            if not floor:
+                spans = pipeline._spans.buffer.drain()
+                encode_request(spans, "http/protobuf", "gzip", TRACES)
+            elapsed = time.perf_counter() - began
     return batches * per_batch * 3 / elapsed
 
 
@@ -166,9 +174,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"| {ours_rate:,.0f} | {ours_rate / floor_rate:.2f}x |")
     rows.append(f"| layer size, unzipped / zipped (MB) | - | - | {unzipped / 1e6:.1f} / {zipped / 1e6:.1f} | |")
     text = "\n".join(rows) + f"\n\n{args.repeats} cold starts each, interleaved; median (min-max)."
-    print(text)
-    if args.write:
-        write_readme(text, MARKS)
+    publish(text, MARKS, write=args.write)
     return 0
 
 
