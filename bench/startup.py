@@ -86,10 +86,10 @@ def batch_of(invocations: int, start_index: int) -> bytes:
 
 async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
     """Events per second from POST to encoded OTLP bytes (the floor: a listener that only reads the body)."""
+    from extension.app import RandomIds
     from extension.bootstrap import bind_listener
     from extension.buffer import Buffer
     from extension.config import SignalExport
-    from extension.convert._sdk import random_ids
     from extension.convert.resource import lambda_resource
     from extension.convert.spans import SpanAssembler
     from extension.export.otlp import TRACES, OTLPExporter, encode_request
@@ -106,7 +106,7 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
         # the buffer itself below, so the exporter never sends anything.
         unused = OTLPExporter(AiohttpTransport(client), SignalExport(endpoint="http://127.0.0.1:9/v1/traces"), TRACES)
         assembler = SpanAssembler(resource=lambda_resource(service_name="bench"), function_name="bench",
-                                  ids=random_ids())
+                                  ids=RandomIds())
         pipeline = Pipeline(assembler, Buffer(1_000_000), unused)
         accept = (lambda raw: None) if floor else pipeline.accept
         async with serve(make_app(accept, "/t"), sock):

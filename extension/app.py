@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -15,9 +16,8 @@ from extension import __version__, log
 from extension.bootstrap import Started
 from extension.buffer import Buffer
 from extension.config import Config, SignalExport
-from extension.convert._sdk import random_ids
 from extension.convert.health import ExtensionHealth
-from extension.convert.logs import LogAssembler, estimate_log_bytes
+from extension.convert.logs import LogAssembler
 from extension.convert.metrics import PlatformMetrics
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import SpanAssembler
@@ -26,7 +26,7 @@ from extension.events import Shutdown
 from extension.export.breaker import BreakerState, CircuitBreaker
 from extension.export.otlp import LOGS, METRICS, TRACES, Codec, LogItem, OTLPExporter, SpanItem
 from extension.export.resilient import ResilientExporter
-from extension.export.size import estimate_span_bytes
+from extension.export.size import estimate_log_bytes, estimate_span_bytes
 from extension.export.transport import AiohttpTransport, Transport, make_session
 from extension.flush import FlushPolicy
 from extension.flusher import Flusher
@@ -84,7 +84,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
                                function_version=config.function_version, region=config.region,
                                memory_mb=config.function_memory_mb, extra=config.resource_attributes)
     assembler = SpanAssembler(resource=resource, function_name=function_name or config.service_name,
-                              ids=random_ids())
+                              ids=RandomIds())
     timing = Timing(margin_s=config.shutdown_margin_ms / 1000,
                     runtime_done_timeout_s=(config.runtime_done_timeout_ms / 1000
                                             if config.runtime_done_timeout_ms else None))
@@ -125,6 +125,20 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
                 if refresh is not None:
                     refresh.cancel()
     log.get().info("shutdown", reason=shutdown.shutdown_reason)
+
+
+class RandomIds:
+    """Random, non-zero trace and span ids, as the W3C trace context asks (it fits builders.IdGenerator)."""
+
+    def __init__(self) -> None:
+        # Ids need to be unique, not unpredictable; a private generator keeps the function's `random` state alone.
+        self._random = random.Random()  # noqa: S311 -- ids, not secrets
+
+    def generate_trace_id(self) -> int:
+        return self._random.getrandbits(128) or 1
+
+    def generate_span_id(self) -> int:
+        return self._random.getrandbits(64) or 1
 
 
 class _Egress:

@@ -9,11 +9,14 @@ together into the next export request, one group per distinct resource and scope
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from google.protobuf.message import Message  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
@@ -27,15 +30,20 @@ M = TypeVar("M", bound=Message)
 class Shape:
     """Where one signal's items sit in its export request: request.<resources>[].<scopes>[].<items>[]."""
 
+    request: type[Message]
     resources: str
+    document_key: str  # `resources` in OTLP/JSON
     scopes: str
     items: str
     item: type[Message]
 
 
-TRACES: Final = Shape(resources="resource_spans", scopes="scope_spans", items="spans", item=Span)
-LOGS: Final = Shape(resources="resource_logs", scopes="scope_logs", items="log_records", item=LogRecord)
-METRICS: Final = Shape(resources="resource_metrics", scopes="scope_metrics", items="metrics", item=Metric)
+TRACES: Final = Shape(request=ExportTraceServiceRequest, resources="resource_spans", document_key="resourceSpans",
+                      scopes="scope_spans", items="spans", item=Span)
+LOGS: Final = Shape(request=ExportLogsServiceRequest, resources="resource_logs", document_key="resourceLogs",
+                    scopes="scope_logs", items="log_records", item=LogRecord)
+METRICS: Final = Shape(request=ExportMetricsServiceRequest, resources="resource_metrics",
+                       document_key="resourceMetrics", scopes="scope_metrics", items="metrics", item=Metric)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -95,7 +103,3 @@ def merge(request: Message, items: Iterable[Forwarded[Any]], shape: Shape) -> No
             scope_group.scope.CopyFrom(scope_origin.scope)
             scope_group.schema_url = scope_origin.scope_schema_url
             getattr(scope_group, shape.items).extend(messages)
-
-
-def forwarded_only(items: Sequence[object]) -> list[Forwarded[Any]]:
-    return [item for item in items if isinstance(item, Forwarded)]

@@ -9,16 +9,14 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
-from opentelemetry.sdk.metrics.export import MetricsData
-from opentelemetry.sdk.resources import Resource
 
 from extension.buffer import Buffer
-from extension.convert._sdk import make_metrics_data
 from extension.convert.health import ExtensionHealth, HealthSnapshot
 from extension.convert.metrics import PlatformMetrics
 from extension.events import TelemetryEvent
 from extension.export.otlp import ExportResult, ItemExporter, MetricsItem
 from extension.forwarded import Forwarded
+from extension.telemetry import MetricsWindow, Resource
 
 # Windows that wait while the metrics endpoint is down: with the default interval, an hour of them.
 MAX_WINDOWS: Final = 64
@@ -51,7 +49,7 @@ class Metering:
         self._window_start_ns = self._started_ns
         self._last_window = clock()
         self._closing = False
-        self.windows: Buffer[MetricsData] = Buffer(MAX_WINDOWS)
+        self.windows: Buffer[MetricsWindow] = Buffer(MAX_WINDOWS)
         self.forwarded: Buffer[Forwarded[Metric]] = Buffer(MAX_FORWARDED_METRICS, max_bytes=max_bytes,
                                                            size_of=_size_of)
 
@@ -96,7 +94,7 @@ class Metering:
             self._requeue(windows, forwarded)
         return result
 
-    def _requeue(self, windows: list[MetricsData], forwarded: list[Forwarded[Metric]]) -> None:
+    def _requeue(self, windows: list[MetricsWindow], forwarded: list[Forwarded[Metric]]) -> None:
         self.windows.requeue_front(windows)
         self.forwarded.requeue_front(forwarded)
 
@@ -104,8 +102,8 @@ class Metering:
         now_ns = self._wall_ns()
         points = self._platform.collect() + self.health.collect(snapshot)
         start_ns = self._started_ns if self._cumulative else self._window_start_ns
-        self.windows.append(make_metrics_data(self._resource(), points, cumulative=self._cumulative,
-                                              start_unix_nano=start_ns, time_unix_nano=now_ns))
+        self.windows.append(MetricsWindow(resource=self._resource(), points=points, cumulative=self._cumulative,
+                                          start_unix_nano=start_ns, time_unix_nano=now_ns))
         self._window_start_ns, self._last_window = now_ns, self._clock()
 
 

@@ -9,10 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
-
-from extension.convert._sdk import make_span
 from extension.events import (
     PlatformInitReport,
     PlatformInitRuntimeDone,
@@ -22,6 +18,7 @@ from extension.events import (
     PlatformSpan,
     PlatformStart,
 )
+from extension.telemetry import Resource, SpanData
 
 Scalar = str | bool | int | float
 
@@ -32,7 +29,7 @@ _INT64: Final = range(-(2**63), 2**63)
 
 
 class IdGenerator(Protocol):
-    """Where new ids come from; opentelemetry.sdk.trace.RandomIdGenerator fits, tests count up."""
+    """Where new ids come from; app.RandomIds fits, tests count up."""
 
     def generate_trace_id(self) -> int: ...
     def generate_span_id(self) -> int: ...
@@ -64,7 +61,7 @@ class SpanBuilder:
         *,
         coldstart: bool,
         invoked_arn: str | None,
-    ) -> list[ReadableSpan]:
+    ) -> list[SpanData]:
         """The SERVER span, ending at start + durationMs, and runtimeDone's phases as its children.
 
         `outcome` is the runtimeDone, or the report where no runtimeDone exists (Managed Instances).
@@ -84,7 +81,7 @@ class SpanBuilder:
         end = (
             outcome.time_unix_nano if outcome.duration_ms is None else _after(start.time_unix_nano, outcome.duration_ms)
         )
-        span = make_span(
+        span = SpanData(
             name=name,
             kind="server",
             trace_id=ids.trace_id,
@@ -99,7 +96,7 @@ class SpanBuilder:
         )
         return [span, *self._phases(done.spans if done is not None else (), ids)]
 
-    def report(self, parent: TraceIds, start: PlatformStart, report: PlatformReport) -> list[ReadableSpan]:
+    def report(self, parent: TraceIds, start: PlatformStart, report: PlatformReport) -> list[SpanData]:
         """A child covering the billed window, carrying what only platform.report knows."""
         ids = TraceIds(trace_id=parent.trace_id, span_id=self._ids.generate_span_id())
         attributes = _present(
@@ -116,7 +113,8 @@ class SpanBuilder:
             }
         )
         end = _after(start.time_unix_nano, report.duration_ms)
-        span = self._child("report", ids, parent.span_id, start.time_unix_nano, end, attributes, _error(report))
+        span = self._child("report", ids.trace_id, ids.span_id, parent.span_id, start.time_unix_nano, end, attributes,
+                           _error(report))
         return [span, *self._phases(report.spans, ids)]
 
     def init(
@@ -124,7 +122,7 @@ class SpanBuilder:
         parent: TraceIds | None,
         start: PlatformInitStart,
         outcome: PlatformInitReport | PlatformInitRuntimeDone,
-    ) -> list[ReadableSpan]:
+    ) -> list[SpanData]:
         """The init span: a child of the first invocation's span, or the root of its own trace."""
         trace_id = parent.trace_id if parent is not None else self._ids.generate_trace_id()
         ids = TraceIds(trace_id=trace_id, span_id=self._ids.generate_span_id())
@@ -142,38 +140,36 @@ class SpanBuilder:
         )
         end = _after(start.time_unix_nano, report.duration_ms) if report is not None else outcome.time_unix_nano
         parent_id = parent.span_id if parent is not None else None
-        span = self._child("init", ids, parent_id, start.time_unix_nano, end, attributes, _error(outcome))
+        span = self._child("init", ids.trace_id, ids.span_id, parent_id, start.time_unix_nano, end, attributes,
+                           _error(outcome))
         return [span, *self._phases(outcome.spans, ids)]
 
-    def _phases(self, spans: Sequence[PlatformSpan], parent: TraceIds) -> list[ReadableSpan]:
+    def _phases(self, spans: Sequence[PlatformSpan], parent: TraceIds) -> list[SpanData]:
         """A record's `spans` (responseLatency, extensionOverhead, …) as INTERNAL children, exact times."""
+        new_id = self._ids.generate_span_id
         return [
-            self._child(
-                span.name,
-                TraceIds(trace_id=parent.trace_id, span_id=self._ids.generate_span_id()),
-                parent.span_id,
-                span.start_unix_nano,
-                _after(span.start_unix_nano, span.duration_ms),
-            )
+            self._child(span.name, parent.trace_id, new_id(), parent.span_id, span.start_unix_nano,
+                        _after(span.start_unix_nano, span.duration_ms))
             for span in spans
         ]
 
     def _child(
         self,
         name: str,
-        ids: TraceIds,
+        trace_id: int,
+        span_id: int,
         parent_id: int | None,
         start_unix_nano: int,
         end_unix_nano: int,
         attributes: Mapping[str, Scalar] | None = None,
         error: str | None = None,
-    ) -> ReadableSpan:
+    ) -> SpanData:
         """An INTERNAL span in this trace whose parent, if any, is one of ours (never remote)."""
-        return make_span(
+        return SpanData(
             name=name,
             kind="internal",
-            trace_id=ids.trace_id,
-            span_id=ids.span_id,
+            trace_id=trace_id,
+            span_id=span_id,
             parent_span_id=parent_id,
             parent_is_remote=False,
             start_unix_nano=start_unix_nano,
@@ -186,6 +182,8 @@ class SpanBuilder:
 
 def _after(start_unix_nano: int, duration_ms: float) -> int:
     """The end time; a negative, non-finite or absurd duration is clamped, never ends before the start."""
+    if 0.0 <= duration_ms <= _MAX_DURATION_MS:  # every well-formed event
+        return start_unix_nano + round(duration_ms * 1_000_000)
     clamped = min(max(duration_ms, 0.0), _MAX_DURATION_MS) if duration_ms == duration_ms else 0.0  # NaN: 0
     return start_unix_nano + round(clamped * 1_000_000)
 

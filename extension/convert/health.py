@@ -13,7 +13,8 @@ from dataclasses import dataclass, fields
 from typing import Final
 
 from extension.config import Temporality
-from extension.convert.metrics import DURATION_BOUNDS_S, GaugePoint, HistogramWindow, MetricPoint, SumPoint
+from extension.convert.metrics import DURATION_BOUNDS_S, HistogramWindow
+from extension.telemetry import GaugePoint, MetricPoint, SumPoint
 
 # The breaker's states as a gauge's values: 0 is healthy, and higher is worse.
 BREAKER_VALUES: Final = {"closed": 0, "half_open": 1, "open": 2}

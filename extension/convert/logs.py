@@ -12,8 +12,7 @@ feed the SpanAssembler a batch before this, so the ids of an invocation starting
 
 The platform's own START/END/REPORT/INIT_* lines repeat the platform events, which become spans and
 metrics; they are skipped and counted. Per-request state lives in `ids_of`, which bounds it; this keeps
-only the running invocation's request id. `estimate_log_bytes` is the buffer's size estimate for these
-records, the log counterpart of export.size.estimate_span_bytes.
+only the running invocation's request id.
 """
 
 from __future__ import annotations
@@ -24,12 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk.resources import Resource
 
 from extension._fields import Malformed, parse_time_unix_nano
-from extension.convert._sdk import make_log_record
 from extension.convert.builders import TraceIds
 from extension.convert.resource import with_instance
 from extension.events import (
@@ -41,7 +36,7 @@ from extension.events import (
     PlatformStart,
     TelemetryEvent,
 )
-from extension.forwarded import Forwarded
+from extension.telemetry import LogData, Resource
 
 IdsOf = Callable[[str], TraceIds | None]
 Scalar = str | bool | int | float
@@ -112,9 +107,9 @@ class LogAssembler:
         """The resource records are made with, faas.instance included once platform.initStart told it."""
         return self._resource
 
-    def feed(self, events: Iterable[TelemetryEvent]) -> list[ReadableLogRecord]:
+    def feed(self, events: Iterable[TelemetryEvent]) -> list[LogData]:
         """Take one batch's events in order; return a log record for each log line worth sending."""
-        out: list[ReadableLogRecord] = []
+        out: list[LogData] = []
         for event in events:
             match event:
                 case FunctionLog():
@@ -142,7 +137,7 @@ class LogAssembler:
         return self._own_marker in record
 
     def _on_line(
-        self, time_unix_nano: int, record: str | dict[str, Any], source: Source, out: list[ReadableLogRecord]
+        self, time_unix_nano: int, record: str | dict[str, Any], source: Source, out: list[LogData]
     ) -> None:
         line = _text_line(record) if isinstance(record, str) else _json_line(record)
         if line is None:
@@ -156,7 +151,7 @@ class LogAssembler:
             attributes["faas.invocation_id"] = request_id
         level = line.level.upper() if line.level is not None else None
         out.append(
-            make_log_record(
+            LogData(
                 time_unix_nano=time_unix_nano if line.time_unix_nano is None else line.time_unix_nano,
                 observed_unix_nano=time_unix_nano,
                 trace_id=ids.trace_id if ids is not None else None,
@@ -239,32 +234,3 @@ def _json_text(value: object) -> str:
         return orjson.dumps(value).decode()
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, in a record not from the wire
         return str(value)
-
-
-# What a log record adds to an OTLP request besides its strings: two fixed64 times, trace id (16) and span
-# id (8), flags, severity number, the body's AnyValue, and the field tags.
-LOG_OVERHEAD_BYTES: Final = 56
-_ATTRIBUTE_OVERHEAD_BYTES: Final = 6  # the KeyValue and AnyValue wrappers around each attribute
-_NUMBER_BYTES: Final = 9
-
-
-def estimate_log_bytes(record: ReadableLogRecord | Forwarded[LogRecord]) -> int:
-    """About what `record` adds to an uncompressed OTLP protobuf request, without encoding it.
-
-    Like export.size.estimate_span_bytes: strings count one byte per character and the resource is left
-    out. Only for the records this module makes, whose body and attribute values are scalars; a record the
-    function sent to the receiver is already encoded and knows its size.
-    """
-    if isinstance(record, Forwarded):
-        return record.size_bytes
-    log = record.log_record
-    size = LOG_OVERHEAD_BYTES + len(log.severity_text or "") + _value_bytes(log.body)
-    for key, value in (log.attributes or {}).items():
-        size += _ATTRIBUTE_OVERHEAD_BYTES + len(key) + _value_bytes(value)
-    return size
-
-
-def _value_bytes(value: object) -> int:
-    if isinstance(value, str | bytes):
-        return len(value)
-    return _NUMBER_BYTES  # bool, int, float (None takes a little less)

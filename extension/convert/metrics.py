@@ -15,43 +15,11 @@ from dataclasses import dataclass, field
 
 from extension.config import Temporality
 from extension.events import PlatformInitReport, PlatformReport, TelemetryEvent
+from extension.telemetry import HistogramPoint, MetricPoint, SumPoint
 
 # The boundaries the FaaS conventions recommend for faas.invoke_duration, used for every duration.
 DURATION_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 MEMORY_BOUNDS_BYTES = tuple(mb * 1024 * 1024 for mb in (64, 128, 256, 512, 1024, 2048, 4096, 10240))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SumPoint:
-    name: str
-    unit: str
-    description: str
-    value: float
-    monotonic: bool = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GaugePoint:
-    name: str
-    unit: str
-    description: str
-    value: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HistogramPoint:
-    name: str
-    unit: str
-    description: str
-    bounds: Sequence[float]
-    counts: Sequence[int]
-    count: int
-    sum: float
-    min: float
-    max: float
-
-
-MetricPoint = SumPoint | GaugePoint | HistogramPoint
 
 
 @dataclass(slots=True, kw_only=True)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from opentelemetry.sdk.resources import Resource
-
-from extension.convert._sdk import SDK_ATTRIBUTES, Attributes, make_resource, resource_attributes
+from extension.telemetry import SDK_ATTRIBUTES, Resource
 
 _BYTES_PER_MB = 1024 * 1024
 
@@ -40,12 +38,11 @@ def lambda_resource(
         "faas.instance": instance,
     }
     ours.update({key: value for key, value in optional.items() if value is not None})
-    return make_resource({**ours, **(extra or {}), "service.name": service_name})
+    return Resource({**ours, **(extra or {}), "service.name": service_name})
 
 
 def with_instance(resource: Resource, instance: str) -> Resource:
     """`resource` with faas.instance set, unless the user already set it."""
-    attributes: Attributes = resource_attributes(resource)
-    if "faas.instance" in attributes:
+    if "faas.instance" in resource.attributes:
         return resource
-    return make_resource({**attributes, "faas.instance": instance})
+    return Resource({**resource.attributes, "faas.instance": instance})

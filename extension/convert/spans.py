@@ -34,9 +34,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
-
 from extension.convert.builders import IdGenerator, SpanBuilder, TraceIds
 from extension.convert.resource import with_instance
 from extension.events import (
@@ -51,6 +48,7 @@ from extension.events import (
     TelemetryEvent,
     Unknown,
 )
+from extension.telemetry import Resource, SpanData
 from extension.xray import parse_xray_header
 
 DEFAULT_MAX_PENDING = 100
@@ -146,14 +144,14 @@ class SpanAssembler:
         """The ids of that invocation's SERVER span, once its platform.start was fed (last REMEMBERED_IDS)."""
         return self._ids_by_request.get(request_id)
 
-    def feed_batch(self, batch: ParsedBatch) -> list[ReadableSpan]:
+    def feed_batch(self, batch: ParsedBatch) -> list[SpanData]:
         """feed() the batch's events and count its malformed items."""
         self._malformed += batch.malformed
         return self.feed(batch.events)
 
-    def feed(self, events: Iterable[TelemetryEvent]) -> list[ReadableSpan]:
+    def feed(self, events: Iterable[TelemetryEvent]) -> list[SpanData]:
         """Take events in any order; return the spans they complete."""
-        out: list[ReadableSpan] = []
+        out: list[SpanData] = []
         for event in events:
             match event:
                 case PlatformStart() | PlatformRuntimeDone() | PlatformReport():
@@ -164,14 +162,14 @@ class SpanAssembler:
                     self._unknown += 1
         return out
 
-    def drain_orphans(self) -> list[ReadableSpan]:
+    def drain_orphans(self) -> list[SpanData]:
         """At SHUTDOWN: emit what can still be emitted, then forget all pending state.
 
         An init no invocation claimed becomes a trace of its own. An invocation with a report but
         no runtimeDone (Lambda Managed Instances send none) ends at start + report.durationMs.
         An invocation whose span has left but whose report never came needs nothing more.
         """
-        out: list[ReadableSpan] = []
+        out: list[SpanData] = []
         for request_id, invocation in list(self._pending.items()):
             if invocation.emitted:
                 continue
@@ -185,7 +183,7 @@ class SpanAssembler:
         return out
 
     def _on_invocation(
-        self, event: PlatformStart | PlatformRuntimeDone | PlatformReport, out: list[ReadableSpan]
+        self, event: PlatformStart | PlatformRuntimeDone | PlatformReport, out: list[SpanData]
     ) -> None:
         invocation = self._pending.get(event.request_id)
         if invocation is None:
@@ -202,7 +200,7 @@ class SpanAssembler:
                 invocation.report = event
         self._advance(event.request_id, invocation, out)
 
-    def _begin(self, invocation: _Invocation, start: PlatformStart, out: list[ReadableSpan]) -> None:
+    def _begin(self, invocation: _Invocation, start: PlatformStart, out: list[SpanData]) -> None:
         invocation.start, invocation.ids = start, self._trace_ids(start)
         self._ids_by_request[start.request_id] = invocation.ids
         self._ids_by_request.move_to_end(start.request_id)
@@ -218,7 +216,7 @@ class SpanAssembler:
         self._first = invocation.ids if first and not claims_init else None
         self._emit_init(out, final=False)
 
-    def _advance(self, request_id: str, invocation: _Invocation, out: list[ReadableSpan]) -> None:
+    def _advance(self, request_id: str, invocation: _Invocation, out: list[SpanData]) -> None:
         ids, start = invocation.ids, invocation.start
         if ids is None or start is None:
             return
@@ -229,7 +227,7 @@ class SpanAssembler:
             del self._pending[request_id]
 
     def _emit_invocation(
-        self, invocation: _Invocation, outcome: PlatformRuntimeDone | PlatformReport, out: list[ReadableSpan]
+        self, invocation: _Invocation, outcome: PlatformRuntimeDone | PlatformReport, out: list[SpanData]
     ) -> None:
         ids, start = invocation.ids, invocation.start
         assert ids is not None and start is not None  # noqa: S101 -- for mypy: callers check, ids come with start
@@ -241,7 +239,7 @@ class SpanAssembler:
         self._release(ids.sampled, spans, out)
 
     def _on_init(
-        self, event: PlatformInitStart | PlatformInitRuntimeDone | PlatformInitReport, out: list[ReadableSpan]
+        self, event: PlatformInitStart | PlatformInitRuntimeDone | PlatformInitReport, out: list[SpanData]
     ) -> None:
         if isinstance(event, PlatformInitStart) and event.instance_id:
             self._build.resource = with_instance(self._build.resource, event.instance_id)
@@ -252,7 +250,7 @@ class SpanAssembler:
             self._init.put(event)
         self._emit_init(out, final=False)
 
-    def _emit_init(self, out: list[ReadableSpan], *, final: bool) -> None:
+    def _emit_init(self, out: list[SpanData], *, final: bool) -> None:
         """Emit the init span once it is finished and joined; with `final`, as well as it can."""
         init = self._init
         if init is None:
@@ -278,7 +276,7 @@ class SpanAssembler:
             sampled=xray is None or xray.sampled is not False,  # only an explicit Sampled=0 drops
         )
 
-    def _release(self, sampled: bool, spans: list[ReadableSpan], out: list[ReadableSpan]) -> None:
+    def _release(self, sampled: bool, spans: list[SpanData], out: list[SpanData]) -> None:
         if sampled:
             out.extend(spans)
         else:

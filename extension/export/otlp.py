@@ -1,7 +1,7 @@
 """OTLP/HTTP export of any signal: a pure request encoder, a pure response reader, and the exporter between them.
 
-What differs between traces, logs and metrics is held by a `Codec`: how items become an export request,
-which message the answer is, and which field of its partial success counts the rejected items.
+What differs between traces, logs and metrics is held by a `Codec`: how items become an export request, and
+which key of an OTLP/JSON partial success counts the rejected items.
 """
 
 from __future__ import annotations
@@ -12,36 +12,23 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
 import orjson
-from google.protobuf.message import DecodeError, Message  # type: ignore[import-untyped]
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk.metrics.export import MetricsData
-from opentelemetry.sdk.trace import ReadableSpan
 
 from extension import __version__, forwarded
 from extension.config import Compression, OTLPProtocol, SignalExport
 from extension.errors import TransportError
-from extension.export import otlp_json
+from extension.export import json_body, otlp_json, protobuf
 from extension.export.retry import RETRYABLE_STATUS
 from extension.export.transport import Response, Transport
 from extension.forwarded import Forwarded
+from extension.telemetry import LogData, MetricsWindow, SpanData
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 USER_AGENT: Final = f"lambda-otel-extension/{__version__}"
 # zlib levels 1-3 use its fast deflate: on a 1,000-span batch level 3 took half the CPU of level 6 for
@@ -56,7 +43,8 @@ _CONTENT_TYPES: Final[Mapping[OTLPProtocol, str]] = {
 _MAX_DETAIL_CHARS: Final = 200
 # Shorter header values are no credentials, and redacting them would mangle ordinary words.
 _MIN_SECRET_CHARS: Final = 8
-# What the protobuf encoder raises for a value its field cannot hold (a fixed64 time before 1970 or after 2554).
+# What the encoders raise for a value its field cannot hold (a time before 1970 or after 2554, an integer beyond
+# int64, text that is not valid Unicode).
 _UNENCODABLE: Final = (ValueError, TypeError, OverflowError)
 
 T = TypeVar("T")
@@ -65,50 +53,51 @@ T_contra = TypeVar("T_contra", contravariant=True)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Codec(Generic[T]):
-    """One signal's shape on the wire."""
+    """One signal's shape on the wire: how the extension's own items and what the function sent to the receiver
+    (extension.forwarded) become one export request."""
 
     signal: str  # traces, logs, metrics: for messages
-    encode: Callable[[Sequence[T]], Message]  # items to an Export<Signal>ServiceRequest
-    response: Callable[[], Message]  # a new, empty Export<Signal>ServiceResponse
-    rejected_field: str  # the partial success's count of refused items
+    own: type  # the extension's own items: SpanData, LogData or MetricsWindow
+    protobuf: Callable[[list[Any]], bytes]  # own items to a request, in protobuf
+    json: Callable[[list[Any]], dict[str, Any]]  # and in OTLP/JSON
+    shape: forwarded.Shape
+    rejected_key: str  # the OTLP/JSON partial success's count of refused items
+
+    def encode(self, items: Sequence[T], protocol: OTLPProtocol) -> bytes:
+        """The request's body: protobuf requests concatenate, so the forwarded groups are appended as bytes."""
+        own = [item for item in items if isinstance(item, self.own)]
+        theirs: list[Forwarded[Any]] = [item for item in items if isinstance(item, Forwarded)]
+        if protocol == "http/json":
+            document = self.json(own)
+            if theirs:
+                groups = otlp_json.to_document(self._forwarded(theirs))
+                document[self.shape.document_key].extend(groups.get(self.shape.document_key, []))
+            return orjson.dumps(document)
+        body = self.protobuf(own)
+        return body + self._forwarded(theirs).SerializeToString() if theirs else body
+
+    def _forwarded(self, items: list[Forwarded[Any]]) -> Any:
+        """What the function sent, as an export request of its own."""
+        request = self.shape.request()
+        forwarded.merge(request, items, self.shape)
+        return request
 
 
-# The extension's own items, or what the function sent to the receiver (extension.forwarded): one buffer per
-# signal holds both, and one request carries both.
-SpanItem: TypeAlias = ReadableSpan | Forwarded[Span]
-LogItem: TypeAlias = ReadableLogRecord | Forwarded[LogRecord]
-MetricsItem: TypeAlias = MetricsData | Forwarded[Metric]
+# One buffer per signal holds both the extension's own items and the function's, and one request carries both.
+SpanItem: TypeAlias = "SpanData | Forwarded[Span]"
+LogItem: TypeAlias = "LogData | Forwarded[LogRecord]"
+MetricsItem: TypeAlias = "MetricsWindow | Forwarded[Metric]"
 
-
-def _encode_traces(items: Sequence[SpanItem]) -> ExportTraceServiceRequest:
-    request = encode_spans([item for item in items if isinstance(item, ReadableSpan)])
-    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.TRACES)
-    return request
-
-
-def _encode_logs(items: Sequence[LogItem]) -> ExportLogsServiceRequest:
-    request = encode_logs([item for item in items if isinstance(item, ReadableLogRecord)])
-    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.LOGS)
-    return request
-
-
-def _encode_metrics(items: Sequence[MetricsItem]) -> ExportMetricsServiceRequest:
-    """Metrics are exported as whole collection windows; windows that failed before go out with the next."""
-    request = ExportMetricsServiceRequest()
-    for window in items:
-        if isinstance(window, MetricsData):
-            request.resource_metrics.extend(encode_metrics(window).resource_metrics)
-    forwarded.merge(request, forwarded.forwarded_only(items), forwarded.METRICS)
-    return request
-
-
-TRACES: Final[Codec[SpanItem]] = Codec(signal="traces", encode=_encode_traces, response=ExportTraceServiceResponse,
-                                       rejected_field="rejected_spans")
-LOGS: Final[Codec[LogItem]] = Codec(signal="logs", encode=_encode_logs, response=ExportLogsServiceResponse,
-                                    rejected_field="rejected_log_records")
-METRICS: Final[Codec[MetricsItem]] = Codec(signal="metrics", encode=_encode_metrics,
-                                           response=ExportMetricsServiceResponse,
-                                           rejected_field="rejected_data_points")
+TRACES: Final[Codec[SpanItem]] = Codec(signal="traces", own=SpanData, protobuf=protobuf.encode_spans,
+                                       json=json_body.spans_document, shape=forwarded.TRACES,
+                                       rejected_key="rejectedSpans")
+LOGS: Final[Codec[LogItem]] = Codec(signal="logs", own=LogData, protobuf=protobuf.encode_logs,
+                                    json=json_body.logs_document, shape=forwarded.LOGS,
+                                    rejected_key="rejectedLogRecords")
+# Metrics are exported as whole collection windows; windows that failed before go out with the next.
+METRICS: Final[Codec[MetricsItem]] = Codec(signal="metrics", own=MetricsWindow, protobuf=protobuf.encode_metrics,
+                                           json=json_body.metrics_document, shape=forwarded.METRICS,
+                                           rejected_key="rejectedDataPoints")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,8 +135,7 @@ def encode_request(
     items: Sequence[T], protocol: OTLPProtocol, compression: Compression, codec: Codec[T]
 ) -> tuple[bytes, dict[str, str]]:
     """The body and content headers of an OTLP/HTTP request."""
-    request = codec.encode(items)
-    body = orjson.dumps(otlp_json.to_document(request)) if protocol == "http/json" else request.SerializeToString()
+    body = codec.encode(items, protocol)
     headers = {"content-type": _CONTENT_TYPES[protocol]}
     if compression == "gzip":
         body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)  # mtime=0: same items, same bytes
@@ -255,7 +243,7 @@ class OTLPExporter(Generic[T]):
 
     def _encodes(self, item: T) -> bool:
         try:
-            self._codec.encode([item])
+            self._codec.encode([item], self._signal.protocol)
         except _UNENCODABLE:
             return False
         return True
@@ -277,21 +265,13 @@ def _partial_success(response: Response, codec: Codec[Any]) -> tuple[int, str | 
     if not response.body:
         return 0, None
     if "json" in content_type:
-        return _partial_success_json(response.body, _json_name(codec.rejected_field))
+        return _partial_success_json(response.body, codec.rejected_key)
     if "protobuf" in content_type:
-        answer = codec.response()
         try:
-            answer.ParseFromString(response.body)
-        except DecodeError:
+            return protobuf.read_partial_success(response.body)
+        except ValueError:
             return 0, None
-        partial = answer.partial_success
-        return getattr(partial, codec.rejected_field), partial.error_message or None
     return 0, None
-
-
-def _json_name(field_name: str) -> str:
-    head, *rest = field_name.split("_")
-    return head + "".join(word.capitalize() for word in rest)
 
 
 def _partial_success_json(body: bytes, rejected_key: str) -> tuple[int, str | None]:

@@ -15,20 +15,21 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceMessage
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from extension import __version__
 from extension.config import Compression, OTLPProtocol, SignalExport
-from extension.convert._sdk import make_resource, make_span
 from extension.errors import TransportError
 from extension.export.otlp import TRACES, ExportResult, OTLPExporter, encode_request, read_response
 from extension.export.transport import AiohttpTransport, Response, make_session
+from extension.telemetry import Resource, SpanData
 from sandbox.otlp_receiver import FaultMode, OTLPReceiver, Signal, export_request_from_json
 
 TRACE_ID = 0x5759E988BD862E3FE1BE46A994272793
@@ -42,10 +43,10 @@ PROTOBUF = "application/x-protobuf"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def lambda_spans() -> list[ReadableSpan]:
+def lambda_spans() -> list[SpanData]:
     """An invocation span under a remote X-Ray parent, and a failed child phase."""
-    resource = make_resource({"service.name": "my-fn", "faas.name": "my-fn", "cloud.region": "us-east-1"})
-    root = make_span(
+    resource = Resource({"service.name": "my-fn", "faas.name": "my-fn", "cloud.region": "us-east-1"})
+    root = SpanData(
         name="my-fn",
         kind="server",
         trace_id=TRACE_ID,
@@ -58,7 +59,7 @@ def lambda_spans() -> list[ReadableSpan]:
         error=None,
         resource=resource,
     )
-    child = make_span(
+    child = SpanData(
         name="responseLatency",
         kind="internal",
         trace_id=TRACE_ID,
@@ -72,6 +73,28 @@ def lambda_spans() -> list[ReadableSpan]:
         resource=resource,
     )
     return [root, child]
+
+
+def expected_request() -> ExportTraceServiceRequest:
+    """lambda_spans() as opentelemetry-proto's own messages say it: what the encoders must write."""
+    root = Span(trace_id=TRACE_ID.to_bytes(16, "big"), span_id=ROOT_ID.to_bytes(8, "big"),
+                parent_span_id=REMOTE_PARENT_ID.to_bytes(8, "big"), name="my-fn", kind=Span.SPAN_KIND_SERVER,
+                start_time_unix_nano=START, end_time_unix_nano=START + 120_000_000,
+                attributes=[KeyValue(key="faas.invocation_id", value=AnyValue(string_value="6d68ca91")),
+                            KeyValue(key="faas.coldstart", value=AnyValue(bool_value=True)),
+                            KeyValue(key="faas.max_memory", value=AnyValue(int_value=134217728))],
+                status=Status(), flags=0x300)
+    child = Span(trace_id=TRACE_ID.to_bytes(16, "big"), span_id=CHILD_ID.to_bytes(8, "big"),
+                 parent_span_id=ROOT_ID.to_bytes(8, "big"), name="responseLatency", kind=Span.SPAN_KIND_INTERNAL,
+                 start_time_unix_nano=START + 1_000_000, end_time_unix_nano=START + 90_000_000,
+                 attributes=[KeyValue(key="lambda.phase.status", value=AnyValue(string_value="error")),
+                             KeyValue(key="lambda.phase.duration_ms", value=AnyValue(double_value=89.0))],
+                 status=Status(code=Status.STATUS_CODE_ERROR, message="Runtime.ExitError"), flags=0x100)
+    resource = ResourceMessage(attributes=[
+        KeyValue(key=key, value=AnyValue(string_value=value))
+        for key, value in (("service.name", "my-fn"), ("faas.name", "my-fn"), ("cloud.region", "us-east-1"))])
+    return ExportTraceServiceRequest(resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(
+        scope=InstrumentationScope(name="lambda-otel-extension", version=__version__), spans=[root, child])])])
 
 
 def traces_signal(base: str, **overrides: Any) -> SignalExport:
@@ -127,7 +150,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-def exporter_for(session: aiohttp.ClientSession, signal: SignalExport) -> OTLPExporter[ReadableSpan]:
+def exporter_for(session: aiohttp.ClientSession, signal: SignalExport) -> OTLPExporter[SpanData]:
     return OTLPExporter(AiohttpTransport(session), signal, TRACES)
 
 
@@ -136,7 +159,7 @@ def exporter_for(session: aiohttp.ClientSession, signal: SignalExport) -> OTLPEx
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_protobuf_request_is_the_encoded_spans(compression: Compression) -> None:
-    """The protobuf body is encode_spans() serialized, gzip-wrapped only when asked."""
+    """The protobuf body is the request opentelemetry-proto would serialize, byte for byte; gzip only when asked."""
     body, headers = encode_request(lambda_spans(), "http/protobuf", compression, TRACES)
 
     if compression == "gzip":
@@ -144,7 +167,8 @@ def test_protobuf_request_is_the_encoded_spans(compression: Compression) -> None
         body = gzip.decompress(body)
     else:
         assert headers == {"content-type": PROTOBUF}
-    assert ExportTraceServiceRequest.FromString(body) == encode_spans(lambda_spans())
+    assert ExportTraceServiceRequest.FromString(body) == expected_request()
+    assert body == expected_request().SerializeToString()
 
 
 def test_json_request_writes_ids_as_lowercase_hex() -> None:
@@ -158,7 +182,7 @@ def test_json_request_writes_ids_as_lowercase_hex() -> None:
     assert (root["spanId"], root["parentSpanId"]) == ("1111111111111111", "53995c3f42cd8ad8")
     assert (child["spanId"], child["parentSpanId"]) == ("2222222222222222", "1111111111111111")
     assert (root["kind"], child["kind"], child["status"]["code"]) == (2, 1, 2)
-    assert export_request_from_json(Signal.TRACES, document) == encode_spans(lambda_spans())
+    assert export_request_from_json(Signal.TRACES, document) == expected_request()
 
 
 def test_gzip_output_depends_on_the_spans_alone() -> None:

@@ -13,10 +13,10 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from extension import forwarded
-from extension.convert._sdk import make_resource, make_span
-from extension.convert.logs import estimate_log_bytes
 from extension.export.otlp import LOGS, METRICS, TRACES
-from extension.export.size import estimate_span_bytes
+from extension.export.size import estimate_log_bytes, estimate_span_bytes
+from extension.telemetry import Resource as OurResource
+from extension.telemetry import SpanData
 
 
 def resource(service: str) -> Resource:
@@ -62,12 +62,12 @@ def test_items_of_several_requests_merge_into_one_group_per_resource_and_scope()
 
 
 def test_one_request_carries_the_extensions_spans_and_the_functions() -> None:
-    ours = make_span(name="shop", kind="server", trace_id=7, span_id=8, parent_span_id=None, parent_is_remote=False,
+    ours = SpanData(name="shop", kind="server", trace_id=7, span_id=8, parent_span_id=None, parent_is_remote=False,
                      start_unix_nano=1, end_unix_nano=2, attributes={}, error=None,
-                     resource=make_resource({"service.name": "shop"}))
+                     resource=OurResource({"service.name": "shop"}))
     theirs = forwarded.split(trace_request("fn", {"app": ["handler"]}), forwarded.TRACES)
 
-    request = TRACES.encode([ours, *theirs])
+    request = ExportTraceServiceRequest.FromString(TRACES.encode([ours, *theirs], "http/protobuf"))
 
     assert [[span.name for scope in group.scope_spans for span in scope.spans]
             for group in request.resource_spans] == [["shop"], ["handler"]]
@@ -83,5 +83,5 @@ def test_log_records_and_metrics_go_the_same_way() -> None:
     points = forwarded.split(metrics, forwarded.METRICS)
 
     assert estimate_log_bytes(records[0]) == records[0].size_bytes
-    assert LOGS.encode(records) == logs
-    assert METRICS.encode(points) == metrics
+    assert ExportLogsServiceRequest.FromString(LOGS.encode(records, "http/protobuf")) == logs
+    assert ExportMetricsServiceRequest.FromString(METRICS.encode(points, "http/protobuf")) == metrics

@@ -14,7 +14,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics, ScopeMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from opentelemetry.sdk.trace import ReadableSpan
 
 from extension.buffer import Buffer
 from extension.convert.health import ExtensionHealth
@@ -28,6 +27,7 @@ from extension.forwarded import Forwarded
 from extension.metering import Metering
 from extension.outbox import Outbox
 from extension.pipeline import LogRecords, Pipeline
+from extension.telemetry import SpanData
 
 ROOT = "5759e988bd862e3fe1be46a994272793"
 HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -39,10 +39,11 @@ class Exporter:
     """Encodes every export with the real codec, as the OTLP exporter would, and keeps the requests."""
 
     codec: Any
+    request: type[Any]  # the signal's Export*ServiceRequest, to read the bodies back
     requests: list[Any] = field(default_factory=list)
 
     async def export(self, items: Sequence[Any], *, deadline: float | None) -> ExportResult:
-        self.requests.append(self.codec.encode(items))
+        self.requests.append(self.request.FromString(self.codec.encode(items, "http/protobuf")))
         return ExportResult(ok=True, items=len(items), duration_s=0.0, status=200)
 
     def closing(self) -> None:
@@ -83,12 +84,13 @@ def the_functions_request() -> ExportTraceServiceRequest:
 def build() -> tuple[Pipeline, Exporter, Exporter, Exporter]:
     resource = lambda_resource(service_name="shop", function_name="shop")
     assembler = SpanAssembler(resource=resource, function_name="shop", ids=Ids())
-    spans, logs, metrics = Exporter(TRACES), Exporter(LOGS), Exporter(METRICS)
+    spans, logs, metrics = (Exporter(TRACES, ExportTraceServiceRequest), Exporter(LOGS, ExportLogsServiceRequest),
+                            Exporter(METRICS, ExportMetricsServiceRequest))
     records = LogRecords(assembler=LogAssembler(resource=resource, ids_of=assembler.ids_of),
                          outbox=Outbox(Buffer[Any](100), logs, max_per_export=100))
     metering = Metering(metrics, platform=PlatformMetrics("delta"), health=ExtensionHealth("delta"),
                         resource=lambda: resource, interval_s=3600)
-    pipeline = Pipeline(assembler, Buffer[ReadableSpan | Forwarded[Span]](100), spans, logs=records,
+    pipeline = Pipeline(assembler, Buffer[SpanData | Forwarded[Span]](100), spans, logs=records,
                         metering=metering)
     return pipeline, spans, logs, metrics
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind
 from support import SequentialIds, events, ns
 
-from extension.convert.logs import LogAssembler, estimate_log_bytes
+from extension.convert.logs import LogAssembler
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import REMEMBERED_IDS, SpanAssembler
 from extension.events import ExtensionLog, FunctionLog, PlatformRuntimeDone, PlatformStart, TelemetryEvent, TraceContext
+from extension.export import protobuf
+from extension.export.size import estimate_log_bytes
+from extension.telemetry import LogData, SpanData
 
 R = "8f5c1d2e-3a4b-4c5d-9e6f-7a8b9c0d1e2f"  # logs_json.json, X-Ray traced
 R_TRACE, R_SPAN = 0x677E3F802F1B5C3D4E5F60718293A4B5, 0x3C4D5E6F708192A3
@@ -31,36 +30,34 @@ def assemblers() -> tuple[SpanAssembler, LogAssembler]:
     return spans, LogAssembler(resource=resource, ids_of=spans.ids_of)
 
 
-def feed(batch: list[TelemetryEvent]) -> tuple[list[ReadableSpan], list[ReadableLogRecord], LogAssembler]:
+def feed(batch: list[TelemetryEvent]) -> tuple[list[SpanData], list[LogData], LogAssembler]:
     """As the pipeline does: the span assembler first, so the ids of invocations starting in the batch are known."""
     spans, logs = assemblers()
     return spans.feed(batch), logs.feed(batch), logs
 
 
-def servers(spans: Sequence[ReadableSpan]) -> dict[str, tuple[int, int]]:
+def servers(spans: Sequence[SpanData]) -> dict[str, tuple[int, int]]:
     """Request id -> (trace id, span id) of each SERVER span."""
     out = {}
     for span in spans:
-        if span.kind is SpanKind.SERVER:
-            assert span.context is not None and span.attributes is not None
-            out[str(span.attributes["faas.invocation_id"])] = (span.context.trace_id, span.context.span_id)
+        if span.kind == "server":
+            out[str(span.attributes["faas.invocation_id"])] = (span.trace_id, span.span_id)
     return out
 
 
-def by_body(records: Sequence[ReadableLogRecord]) -> dict[object, ReadableLogRecord]:
-    named = {record.log_record.body: record for record in records}
+def by_body(records: Sequence[LogData]) -> dict[object, LogData]:
+    named = {record.body: record for record in records}
     assert len(named) == len(records), "bodies are unique in the recorded batches"
     return named
 
 
-def trace(record: ReadableLogRecord) -> tuple[int, int] | None:
-    log = record.log_record
-    assert (log.trace_id == 0) == (log.span_id == 0)
-    return None if log.trace_id == 0 else (log.trace_id, log.span_id)
+def trace(record: LogData) -> tuple[int, int] | None:
+    assert (record.trace_id is None) == (record.span_id is None)
+    return None if record.trace_id is None or record.span_id is None else (record.trace_id, record.span_id)
 
 
-def attributes(record: ReadableLogRecord) -> dict[str, object]:
-    return dict(record.log_record.attributes or {})
+def attributes(record: LogData) -> dict[str, object]:
+    return dict(record.attributes)
 
 
 def test_json_lines_carry_the_ids_of_their_invocations_server_span() -> None:
@@ -70,16 +67,16 @@ def test_json_lines_carry_the_ids_of_their_invocations_server_span() -> None:
     named = [record for record in records if attributes(record).get("faas.invocation_id") == R]
     assert len(named) == 7
     assert all(trace(record) == (R_TRACE, R_SPAN) for record in named)
-    assert all(int(record.log_record.trace_flags) == 1 for record in named)
+    assert all(record.sampled for record in named)
 
 
 def test_json_fields_make_body_severity_time_and_attributes() -> None:
     records = by_body(feed(events("logs_json.json"))[1])
 
-    debug = records["event received"].log_record
-    assert (debug.severity_number and debug.severity_number.value, debug.severity_text) == (5, "DEBUG")
-    assert debug.timestamp == ns("2025-01-08T09:00:00.211Z")  # the record's own time
-    assert debug.observed_timestamp == ns("2025-01-08T09:00:00.212Z")  # the event's
+    debug = records["event received"]
+    assert (debug.severity_number, debug.severity_text) == (5, "DEBUG")
+    assert debug.time_unix_nano == ns("2025-01-08T09:00:00.211Z")  # the record's own time
+    assert debug.observed_unix_nano == ns("2025-01-08T09:00:00.212Z")  # the event's
     assert attributes(records["event received"]) == {
         "logger": "app",
         "event.path": "/orders",
@@ -96,7 +93,7 @@ def test_json_fields_make_body_severity_time_and_attributes() -> None:
 def test_json_exception_fields_use_the_semantic_conventions_and_a_bad_timestamp_falls_back() -> None:
     failed = by_body(feed(events("logs_json.json"))[1])["order failed"]
 
-    assert failed.log_record.timestamp == ns("2025-01-08T09:00:00.214Z")
+    assert failed.time_unix_nano == ns("2025-01-08T09:00:00.214Z")
     assert {key: value for key, value in attributes(failed).items() if key.startswith("exception.")} == {
         "exception.type": "KeyError",
         "exception.message": "'id'",
@@ -108,13 +105,13 @@ def test_json_exception_fields_use_the_semantic_conventions_and_a_bad_timestamp_
 
 def test_json_message_that_is_not_text_and_records_without_message() -> None:
     records = feed(events("logs_json.json"))[1]
-    bodies = [record.log_record.body for record in records]
+    bodies = [record.body for record in records]
 
     assert '{"order":42}' in bodies
     checkout = by_body(records)['{"user":"u-1","action":"checkout"}']  # no message: the whole record
     assert attributes(checkout)["user"] == "u-1"
     assert trace(checkout) == (R_TRACE, R_SPAN)  # no requestId: the running invocation's
-    assert checkout.log_record.severity_number is None
+    assert checkout.severity_number == 0
 
 
 def test_init_lines_and_unnamed_lines_after_runtime_done_have_no_trace_context() -> None:
@@ -133,7 +130,7 @@ def test_platform_lines_are_skipped_and_counted() -> None:
     assert (json_logs.skipped, json_logs.converted) == (3, len(json_records)) == (3, 9)
     assert (text_logs.skipped, text_logs.converted) == (4, len(text_records)) == (4, 11)
     for record in text_records:
-        body = str(record.log_record.body)
+        body = str(record.body)
         assert not body.startswith(("START ", "END ", "REPORT ", "INIT_START", "INIT_REPORT")), body
 
 
@@ -144,14 +141,14 @@ def test_text_lines_in_the_python_runtimes_format() -> None:
 
     handling = named["handling order 1"]
     assert trace(handling) == ids[T1]
-    assert (handling.log_record.severity_number and handling.log_record.severity_number.value) == 9
-    assert handling.log_record.severity_text == "INFO"
-    assert handling.log_record.timestamp == ns("2025-01-08T10:00:00.201Z")
+    assert handling.severity_number == 9
+    assert handling.severity_text == "INFO"
+    assert handling.time_unix_nano == ns("2025-01-08T10:00:00.201Z")
     failed = named["failed:\nTraceback (most recent call last):\n  File \"/var/task/app.py\", line 9, in handler\n"
                    "KeyError: 'id'"]
-    assert failed.log_record.severity_text == "ERROR" and trace(failed) == ids[T1]
+    assert failed.severity_text == "ERROR" and trace(failed) == ids[T1]
     bad_time = named["bad timestamp"]
-    assert bad_time.log_record.timestamp == bad_time.log_record.observed_timestamp == ns("2025-01-08T10:00:01.003Z")
+    assert bad_time.time_unix_nano == bad_time.observed_unix_nano == ns("2025-01-08T10:00:01.003Z")
 
 
 def test_text_lines_without_a_request_id_belong_to_the_running_invocation_in_batch_order() -> None:
@@ -161,7 +158,7 @@ def test_text_lines_without_a_request_id_belong_to_the_running_invocation_in_bat
 
     assert ids[T1] != ids[T2]
     assert trace(named["plain print from the handler"]) == ids[T1]
-    assert named["plain print from the handler"].log_record.severity_number is None
+    assert named["plain print from the handler"].severity_number == 0
     assert trace(named["retrying"]) == ids[T2]
     assert trace(named["late line from the first invocation's thread"]) == ids[T1]  # it names T1
     extension_line = named["[other-ext] flushed"]
@@ -196,8 +193,7 @@ def test_severity_from_json_and_text_levels(level: str, number: int) -> None:
     text_line = FunctionLog(time_unix_nano=1, record=f"[{level}]\t2025-01-08T10:00:00.000Z\t{T1}\tm")
 
     for record in logs.feed([json_line, text_line]):
-        severity = record.log_record.severity_number
-        assert (severity.value if severity is not None else 0, record.log_record.severity_text) == (number, level)
+        assert (record.severity_number, record.severity_text) == (number, level)
 
 
 def test_unsampled_invocations_keep_their_trace_id_unsampled() -> None:
@@ -209,8 +205,8 @@ def test_unsampled_invocations_keep_their_trace_id_unsampled() -> None:
 
     [record] = logs.feed(batch)
 
-    assert record.log_record.trace_id == 0x629D30971EDCADF06B4C097A50FAA7A1
-    assert int(record.log_record.trace_flags) == 0
+    assert record.trace_id == 0x629D30971EDCADF06B4C097A50FAA7A1
+    assert not record.sampled
 
 
 def test_state_is_bounded_old_invocations_keep_only_their_request_id() -> None:
@@ -234,7 +230,7 @@ def test_state_is_bounded_old_invocations_keep_only_their_request_id() -> None:
 def test_records_encode_to_otlp_and_back() -> None:
     _, records, _ = feed(events("logs_json.json"))
 
-    request = ExportLogsServiceRequest.FromString(encode_logs(records).SerializeToString())
+    request = ExportLogsServiceRequest.FromString(protobuf.encode_logs(records))
 
     [resource_logs] = request.resource_logs
     [scope_logs] = resource_logs.scope_logs
@@ -254,8 +250,8 @@ def test_records_encode_to_otlp_and_back() -> None:
 def test_estimated_size_is_within_a_factor_of_two_of_the_encoded_size() -> None:
     for name in ("logs_json.json", "logs_text.json"):
         for record in feed(events(name))[1]:
-            encoded = encode_logs([record]).resource_logs[0].scope_logs[0].log_records[0].ByteSize()
-            assert 0.5 * encoded <= estimate_log_bytes(record) <= 2 * encoded, (record.log_record.body, encoded)
+            encoded = len(protobuf.log_bytes(record))
+            assert 0.5 * encoded <= estimate_log_bytes(record) <= 2 * encoded, (record.body, encoded)
 
 
 def test_ten_thousand_lines_in_one_invocation() -> None:
@@ -271,7 +267,8 @@ def test_ten_thousand_lines_in_one_invocation() -> None:
 
     assert logs.converted == len(records) == 10_000
     assert {trace(record) for record in records} == {server}
-    assert len(encode_logs(records).resource_logs[0].scope_logs[0].log_records) == 10_000
+    request = ExportLogsServiceRequest.FromString(protobuf.encode_logs(records))
+    assert len(request.resource_logs[0].scope_logs[0].log_records) == 10_000
 
 
 def test_this_extensions_own_lines_are_not_sent_back_to_it() -> None:
@@ -284,6 +281,6 @@ def test_this_extensions_own_lines_are_not_sent_back_to_it() -> None:
         ExtensionLog(time_unix_nano=3, record='{"extension": "another-one", "event": "ready"}'),
         ExtensionLog(time_unix_nano=4, record="plain text from another extension"),
     ])
-    assert [r.log_record.body for r in records] == ['{"extension": "another-one", "event": "ready"}',
+    assert [r.body for r in records] == ['{"extension": "another-one", "event": "ready"}',
                                                   "plain text from another extension"]
     assert logs.skipped == 2

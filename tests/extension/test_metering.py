@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from opentelemetry.sdk.metrics.export import MetricsData
 from support import Clock
 
-from extension.convert._sdk import make_resource
 from extension.convert.health import ExtensionHealth, HealthSnapshot, HealthTotals
-from extension.convert.metrics import GaugePoint, HistogramPoint, MetricPoint, PlatformMetrics, SumPoint
+from extension.convert.metrics import PlatformMetrics
 from extension.events import PlatformReport
 from extension.export.otlp import ExportResult
 from extension.metering import MAX_WINDOWS, Metering
+from extension.telemetry import GaugePoint, HistogramPoint, MetricPoint, MetricsWindow, Resource, SumPoint
 
 
 def snapshot(*, exported: int = 0, dropped: int = 0, breaker: str = "closed", buffered: int = 0) -> HealthSnapshot:
@@ -59,7 +58,7 @@ class WindowExporter:
     requests: list[int] = field(default_factory=list)
     closed: bool = False
 
-    async def export(self, items: Sequence[MetricsData], *, deadline: float | None) -> ExportResult:
+    async def export(self, items: Sequence[MetricsWindow], *, deadline: float | None) -> ExportResult:
         self.requests.append(len(items))
         if self.ok:
             return ExportResult(ok=True, items=len(items), duration_s=0.0, status=200)
@@ -71,7 +70,7 @@ class WindowExporter:
 
 def metering(exporter: WindowExporter, clock: Clock, *, interval_s: float = 60.0) -> Metering:
     return Metering(exporter, platform=PlatformMetrics("delta"), health=ExtensionHealth("delta"),
-                    resource=lambda: make_resource({"service.name": "fn"}), interval_s=interval_s, clock=clock,
+                    resource=lambda: Resource({"service.name": "fn"}), interval_s=interval_s, clock=clock,
                     wall_ns=lambda: int(clock.now * 1e9))
 
 
@@ -79,11 +78,9 @@ def report(status: str) -> PlatformReport:
     return PlatformReport(time_unix_nano=0, request_id="r", status=status, duration_ms=5.0)
 
 
-def invocations(window: MetricsData) -> float:
-    [resource_metrics] = window.resource_metrics
-    [scope_metrics] = resource_metrics.scope_metrics
-    [metric] = [m for m in scope_metrics.metrics if m.name == "faas.invocations"]
-    [point] = metric.data.data_points
+def invocations(window: MetricsWindow) -> float:
+    [point] = [point for point in window.points if point.name == "faas.invocations"]
+    assert isinstance(point, SumPoint)
     return float(point.value)
 
 
@@ -105,7 +102,7 @@ async def test_failed_windows_wait_and_leave_together_at_shutdown() -> None:
     exporter, clock = WindowExporter(ok=False), Clock()
     meter = metering(exporter, clock, interval_s=10)
 
-    sent: list[MetricsData] = []
+    sent: list[MetricsWindow] = []
     for minute in (1, 2):
         meter.feed([report("success")] * minute)
         clock.now = minute * 10.0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from extension.convert.metrics import HistogramPoint, MetricPoint, PlatformMetrics, SumPoint
+from extension.convert.metrics import PlatformMetrics
 from extension.events import PlatformInitReport, PlatformReport, PlatformSpan
+from extension.telemetry import HistogramPoint, MetricPoint, SumPoint
 
 
 def report(status: str, duration_ms: float, *, billed: int, memory_mb: int, overhead_ms: float) -> PlatformReport:

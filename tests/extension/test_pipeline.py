@@ -7,23 +7,22 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
 from structlog.testing import capture_logs
 from support import Clock
 
 from extension.buffer import Buffer
-from extension.convert._sdk import make_resource, make_span
 from extension.convert.logs import LogAssembler
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import SpanAssembler
 from extension.export.otlp import ExportResult
 from extension.outbox import Outbox
 from extension.pipeline import DROP_LOG_INTERVAL_S, REFUSAL_LOG_INTERVAL_S, LogRecords, Pipeline
+from extension.telemetry import Resource, SpanData
 
 
-def spans(count: int) -> list[ReadableSpan]:
-    resource = make_resource({"service.name": "fn"})
-    return [make_span(name=f"s{i}", kind="internal", trace_id=1, span_id=i + 1, parent_span_id=None,
+def spans(count: int) -> list[SpanData]:
+    resource = Resource({"service.name": "fn"})
+    return [SpanData(name=f"s{i}", kind="internal", trace_id=1, span_id=i + 1, parent_span_id=None,
                       parent_is_remote=False, start_unix_nano=0, end_unix_nano=1, attributes={}, error=None,
                       resource=resource) for i in range(count)]
 
@@ -36,7 +35,7 @@ class Exporter:
     batches: list[int] = field(default_factory=list)
     closed: bool = False
 
-    async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult:
+    async def export(self, spans: Sequence[SpanData], *, deadline: float | None) -> ExportResult:
         self.batches.append(len(spans))
         if self.answer is not None:
             result: ExportResult = self.answer(spans)
@@ -47,7 +46,7 @@ class Exporter:
         self.closed = True
 
 
-def pipeline(exporter: Exporter, buffer: Buffer[ReadableSpan], clock: Clock) -> Pipeline:
+def pipeline(exporter: Exporter, buffer: Buffer[SpanData], clock: Clock) -> Pipeline:
     resource = lambda_resource(service_name="fn", function_name="fn")
     return Pipeline(SpanAssembler(resource=resource, function_name="fn", ids=_NoIds()), buffer, exporter,
                     clock=clock)
@@ -66,11 +65,11 @@ def events(logs: Sequence[MutableMapping[str, Any]], name: str) -> list[MutableM
 
 
 async def test_a_partial_success_is_logged_once_per_flush_with_its_message() -> None:
-    def partly(batch: Sequence[ReadableSpan]) -> ExportResult:
+    def partly(batch: Sequence[SpanData]) -> ExportResult:
         return ExportResult(ok=True, items=len(batch), duration_s=0.0, status=200, rejected=1,
                             message="span name too long")
 
-    exporter, buffer = Exporter(answer=partly), Buffer[ReadableSpan](10_000)
+    exporter, buffer = Exporter(answer=partly), Buffer[SpanData](10_000)
     buffer.extend(spans(600))  # two requests of at most 512 spans
     flow = pipeline(exporter, buffer, Clock())
 
@@ -84,10 +83,10 @@ async def test_a_partial_success_is_logged_once_per_flush_with_its_message() -> 
 
 
 async def test_a_retryable_failure_goes_back_to_the_front() -> None:
-    def unavailable(batch: Sequence[ReadableSpan]) -> ExportResult:
+    def unavailable(batch: Sequence[SpanData]) -> ExportResult:
         return ExportResult(ok=False, items=len(batch), duration_s=0.0, status=503, retryable=True, attempts=3)
 
-    exporter, buffer = Exporter(answer=unavailable), Buffer[ReadableSpan](100)
+    exporter, buffer = Exporter(answer=unavailable), Buffer[SpanData](100)
     originals = spans(5)
     buffer.extend(originals)
     flow = pipeline(exporter, buffer, Clock())
@@ -101,7 +100,7 @@ async def test_a_retryable_failure_goes_back_to_the_front() -> None:
 
 
 async def test_drops_are_counted_exactly_and_logged_at_most_once_per_interval() -> None:
-    exporter, buffer, clock = Exporter(), Buffer[ReadableSpan](4), Clock()
+    exporter, buffer, clock = Exporter(), Buffer[SpanData](4), Clock()
     flow = pipeline(exporter, buffer, clock)
 
     with capture_logs() as logs:
@@ -121,11 +120,11 @@ async def test_drops_are_counted_exactly_and_logged_at_most_once_per_interval() 
 
 
 async def test_refusals_without_a_request_are_logged_rarely() -> None:
-    def circuit_open(batch: Sequence[ReadableSpan]) -> ExportResult:
+    def circuit_open(batch: Sequence[SpanData]) -> ExportResult:
         return ExportResult(ok=False, items=len(batch), duration_s=0.0, error="circuit open", retryable=True,
                             attempts=0)
 
-    exporter, buffer, clock = Exporter(answer=circuit_open), Buffer[ReadableSpan](100), Clock()
+    exporter, buffer, clock = Exporter(answer=circuit_open), Buffer[SpanData](100), Clock()
     buffer.extend(spans(3))
     flow = pipeline(exporter, buffer, clock)
 
@@ -141,7 +140,7 @@ async def test_refusals_without_a_request_are_logged_rarely() -> None:
 
 
 async def test_a_byte_bound_buffer_sheds_the_oldest() -> None:
-    buffer = Buffer[ReadableSpan](100, max_bytes=1000, size_of=lambda span: 300)
+    buffer = Buffer[SpanData](100, max_bytes=1000, size_of=lambda span: 300)
     originals = spans(5)
 
     buffer.extend(originals)
@@ -154,7 +153,7 @@ async def test_spans_and_log_records_are_sent_side_by_side() -> None:
     logs_started = asyncio.Event()
 
     class Waiting(Exporter):
-        async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult:
+        async def export(self, spans: Sequence[SpanData], *, deadline: float | None) -> ExportResult:
             await logs_started.wait()
             return await super().export(spans, deadline=deadline)
 
@@ -169,7 +168,7 @@ async def test_spans_and_log_records_are_sent_side_by_side() -> None:
     log_buffer.extend(["a log record"])
     logs = LogRecords(assembler=LogAssembler(resource=resource, ids_of=assembler.ids_of),
                       outbox=Outbox(log_buffer, Starting(), max_per_export=10))
-    span_buffer = Buffer[ReadableSpan](10)
+    span_buffer = Buffer[SpanData](10)
     span_buffer.extend(spans(2))
     flow = Pipeline(assembler, span_buffer, Waiting(), logs=logs, clock=Clock())
 

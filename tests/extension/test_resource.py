@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from opentelemetry.sdk.version import __version__ as sdk_version
-
 from extension import __version__
 from extension.convert.resource import lambda_resource, with_instance
 
@@ -25,11 +23,9 @@ def test_semantic_convention_attributes() -> None:
         "faas.name": "my-fn",
         "faas.version": "$LATEST",
         "faas.max_memory": 134_217_728,
-        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.name": "lambda-otel-extension",
         "telemetry.sdk.language": "python",
-        "telemetry.sdk.version": sdk_version,
-        "telemetry.distro.name": "lambda-otel-extension",
-        "telemetry.distro.version": __version__,
+        "telemetry.sdk.version": __version__,
     }
 
 

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import ReadableSpan
 
-from extension.convert._sdk import make_resource, make_span
 from extension.export.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from extension.export.otlp import ExportResult
 from extension.export.resilient import ResilientExporter
@@ -24,6 +22,7 @@ from extension.export.retry import (
     is_retryable_status,
     retry_after_s,
 )
+from extension.telemetry import Resource, SpanData
 
 NOW_WALL = 1_736_208_000.0  # 2025-01-07T00:00:00Z
 
@@ -112,7 +111,7 @@ class ScriptedExporter:
     calls: list[float] = field(default_factory=list)  # the deadline of each call
     hang: bool = False
 
-    async def export(self, spans: Sequence[ReadableSpan], *, deadline: float | None) -> ExportResult:
+    async def export(self, spans: Sequence[SpanData], *, deadline: float | None) -> ExportResult:
         self.calls.append(deadline if deadline is not None else -1.0)
         if self.hang:
             await asyncio.Event().wait()
@@ -121,9 +120,9 @@ class ScriptedExporter:
         return outcome
 
 
-def spans(count: int = 2) -> list[ReadableSpan]:
-    resource = make_resource({"service.name": "fn"})
-    return [make_span(name=f"s{i}", kind="internal", trace_id=1, span_id=i + 1, parent_span_id=None,
+def spans(count: int = 2) -> list[SpanData]:
+    resource = Resource({"service.name": "fn"})
+    return [SpanData(name=f"s{i}", kind="internal", trace_id=1, span_id=i + 1, parent_span_id=None,
                       parent_is_remote=False, start_unix_nano=0, end_unix_nano=1, attributes={}, error=None,
                       resource=resource) for i in range(count)]
 
