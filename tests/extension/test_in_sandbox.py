@@ -92,7 +92,7 @@ async def test_spans_of_every_invocation_arrive_with_the_platform_times(
     assert all(s.attributes["aws.lambda.billed_duration_ms"] >= 1 for s in reports)  # type: ignore[operator]
     [init] = [s for s in spans if s.name == "init"]
     assert init.trace_id == ROOT_ID and init.parent_span_id == by_request[records[0].request_id].span_id
-    assert '"event": "flushed"' in output.of_extension()
+    assert '"event":"flushed"' in output.of_extension()
 
 
 async def test_error_and_timeout_statuses(make_settings: SettingsFactory, built_layer: Path,
@@ -132,7 +132,7 @@ async def test_a_hanging_collector_never_holds_the_function(make_settings: Setti
     [exit_] = shutdown.extensions
     assert exit_.exited_before_deadline and exit_.returncode == 0
     assert shutdown_s < 2.0
-    assert '"event": "export_failed"' in output.of_extension()
+    assert '"event":"export_failed"' in output.of_extension()
 
 
 async def test_spans_that_failed_to_export_leave_with_a_later_flush(make_settings: SettingsFactory,
@@ -161,7 +161,7 @@ async def test_a_bad_setting_leaves_the_function_running(make_settings: Settings
     assert [r.status for r in records] == ["success"] * 2
     assert shutdown.extensions[0].exited_before_deadline
     logged = output.of_extension()
-    assert '"event": "config_invalid"' in logged and "OTEL_EXPORTER_OTLP_PROTOCOL" in logged
+    assert '"event":"config_invalid"' in logged and "OTEL_EXPORTER_OTLP_PROTOCOL" in logged
 
 
 async def test_an_unreachable_collector_does_not_hurt(make_settings: SettingsFactory, built_layer: Path,
