@@ -252,3 +252,20 @@ async def test_ten_thousand_lines_are_delivered_or_counted(make_settings: Settin
     # What did not arrive, the extension counted: dropped from its full buffer, or never delivered by Lambda.
     assert len(lines) + dropped + lost == 10_000
     assert len(lines) >= 4096  # at least a full buffer's worth arrived
+
+
+async def test_its_own_lines_do_not_come_back_as_log_records(make_settings: SettingsFactory, built_layer: Path,
+                                                             work_dir: Path) -> None:
+    # With every extension's lines subscribed, ours come back to us too: exported, each flush's line would make the
+    # next flush due, for ever. The sandbox runs no other extension, so no `extension` record may arrive at all.
+    output = Output()
+    async with OTLPReceiver(port=0) as receiver:
+        async with sandbox_with_extension(make_settings, built_layer, work_dir, receiver, output,
+                                          env={"OTEL_LAMBDA_EXTENSION_LOGS": "true"}) as sandbox:
+            records = [await sandbox.invoke(b'{"action": "succeed"}') for _ in range(3)]
+        from_extensions = [log for log in receiver.log_records()
+                           if log.attributes["aws.lambda.log.source"] == "extension"]
+        from_function = [log for log in receiver.log_records() if log.attributes["aws.lambda.log.source"] == "function"]
+    assert [r.status for r in records] == ["success"] * 3
+    assert '"event":"flushed"' in output.of_extension()
+    assert from_function and from_extensions == []
