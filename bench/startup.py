@@ -61,7 +61,7 @@ async def cold_start(layer: Path | None, runtime_dir: Path, work_dir: Path, samp
                 await box.invoke(b'{"action": "chatty", "lines": 10000}')
                 samples.memory_kb["after a 10,000-line invocation"] = memory_of(pid)
     for line in lines:
-        if '"event": "started"' in line:
+        if '"event":"started"' in line:
             samples.imports_ms.append(json.loads(line)["imports_ms"])
 
 

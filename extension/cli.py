@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     next_sent = time.perf_counter()
     # Everything below may take its time: Lambda already counts this extension as ready.
     import asyncio
+    import contextlib
 
     from extension import log
     from extension.app import Launch, run
@@ -55,8 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = asyncio.run(run(launch, started))
     except KeyboardInterrupt:
         code = 0
+    # A stdout whose reader is gone still holds the log lines it refused: flushing it must not turn the exit code
+    # into a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
     # Everything is flushed and closed: skip the interpreter's teardown (freeing every module and object took
     # 80 to 190 ms here), which the SHUTDOWN deadline would otherwise count.
-    sys.stdout.flush()
-    sys.stderr.flush()
     os._exit(code)

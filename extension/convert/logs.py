@@ -92,10 +92,11 @@ class LogAssembler:
     def __init__(self, *, resource: Resource, ids_of: IdsOf, own_name: str | None = None) -> None:
         self._resource = resource
         self._ids_of = ids_of
-        # This extension's own lines (JSON objects naming it; extension.log binds the name) come back through the
-        # `extension` subscription: exported, each flush's line would make the next flush due, for ever.
+        # This extension's own lines (JSON objects naming it; extension.log puts the name on each) come back
+        # through the `extension` subscription: exported, each flush's line would make the next flush due, for ever.
         self._own_name = own_name
-        self._own_marker = f'"extension": "{own_name}"'  # how the name stands in a line printed as JSON text
+        # How the name stands in a line as extension.log prints it: orjson's compact JSON, the name escaped alike.
+        self._own_marker = '"extension":' + orjson.dumps(own_name or "").decode()
         self._running: str | None = None  # the invocation between its platform.start and its runtimeDone
         self.converted = 0  # log records returned
         self.skipped = 0  # the platform's own lines, left out

@@ -92,7 +92,7 @@ async def test_spans_of_every_invocation_arrive_with_the_platform_times(
     assert all(s.attributes["aws.lambda.billed_duration_ms"] >= 1 for s in reports)  # type: ignore[operator]
     [init] = [s for s in spans if s.name == "init"]
     assert init.trace_id == ROOT_ID and init.parent_span_id == by_request[records[0].request_id].span_id
-    assert '"event": "flushed"' in output.of_extension()
+    assert '"event":"flushed"' in output.of_extension()
 
 
 async def test_error_and_timeout_statuses(make_settings: SettingsFactory, built_layer: Path,
@@ -132,7 +132,7 @@ async def test_a_hanging_collector_never_holds_the_function(make_settings: Setti
     [exit_] = shutdown.extensions
     assert exit_.exited_before_deadline and exit_.returncode == 0
     assert shutdown_s < 2.0
-    assert '"event": "export_failed"' in output.of_extension()
+    assert '"event":"export_failed"' in output.of_extension()
 
 
 async def test_spans_that_failed_to_export_leave_with_a_later_flush(make_settings: SettingsFactory,
@@ -161,7 +161,7 @@ async def test_a_bad_setting_leaves_the_function_running(make_settings: Settings
     assert [r.status for r in records] == ["success"] * 2
     assert shutdown.extensions[0].exited_before_deadline
     logged = output.of_extension()
-    assert '"event": "config_invalid"' in logged and "OTEL_EXPORTER_OTLP_PROTOCOL" in logged
+    assert '"event":"config_invalid"' in logged and "OTEL_EXPORTER_OTLP_PROTOCOL" in logged
 
 
 async def test_an_unreachable_collector_does_not_hurt(make_settings: SettingsFactory, built_layer: Path,
@@ -252,3 +252,20 @@ async def test_ten_thousand_lines_are_delivered_or_counted(make_settings: Settin
     # What did not arrive, the extension counted: dropped from its full buffer, or never delivered by Lambda.
     assert len(lines) + dropped + lost == 10_000
     assert len(lines) >= 4096  # at least a full buffer's worth arrived
+
+
+async def test_its_own_lines_do_not_come_back_as_log_records(make_settings: SettingsFactory, built_layer: Path,
+                                                             work_dir: Path) -> None:
+    # With every extension's lines subscribed, ours come back to us too: exported, each flush's line would make the
+    # next flush due, for ever. The sandbox runs no other extension, so no `extension` record may arrive at all.
+    output = Output()
+    async with OTLPReceiver(port=0) as receiver:
+        async with sandbox_with_extension(make_settings, built_layer, work_dir, receiver, output,
+                                          env={"OTEL_LAMBDA_EXTENSION_LOGS": "true"}) as sandbox:
+            records = [await sandbox.invoke(b'{"action": "succeed"}') for _ in range(3)]
+        from_extensions = [log for log in receiver.log_records()
+                           if log.attributes["aws.lambda.log.source"] == "extension"]
+        from_function = [log for log in receiver.log_records() if log.attributes["aws.lambda.log.source"] == "function"]
+    assert [r.status for r in records] == ["success"] * 3
+    assert '"event":"flushed"' in output.of_extension()
+    assert from_function and from_extensions == []

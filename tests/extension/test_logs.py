@@ -8,6 +8,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from support import SequentialIds, events, ns
 
+from extension import log
 from extension.convert.logs import LogAssembler
 from extension.convert.resource import lambda_resource
 from extension.convert.spans import REMEMBERED_IDS, SpanAssembler
@@ -274,9 +275,9 @@ def test_ten_thousand_lines_in_one_invocation() -> None:
 def test_this_extensions_own_lines_are_not_sent_back_to_it() -> None:
     spans = SpanAssembler(resource=lambda_resource(service_name="fn"), function_name="fn", ids=SequentialIds())
     logs = LogAssembler(resource=lambda_resource(service_name="fn"), ids_of=spans.ids_of, own_name="otel-extension")
-    ours_text = '{"extension": "otel-extension", "event": "flushed", "spans": 6}'
+    ours_text = log.render("info", "flushed", {"spans": 6}, 0, "otel-extension").decode().rstrip("\n")
     records = logs.feed([
-        ExtensionLog(time_unix_nano=1, record=ours_text),  # Text log format: the line as it was printed
+        ExtensionLog(time_unix_nano=1, record=ours_text),  # Text log format: the line as extension.log printed it
         ExtensionLog(time_unix_nano=2, record={"extension": "otel-extension", "event": "flushed"}),  # JSON format
         ExtensionLog(time_unix_nano=3, record='{"extension": "another-one", "event": "ready"}'),
         ExtensionLog(time_unix_nano=4, record="plain text from another extension"),

@@ -7,9 +7,9 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from structlog.testing import capture_logs
 from support import Clock
 
+from extension import log
 from extension.buffer import Buffer
 from extension.convert.logs import LogAssembler
 from extension.convert.resource import lambda_resource
@@ -73,12 +73,12 @@ async def test_a_partial_success_is_logged_once_per_flush_with_its_message() -> 
     buffer.extend(spans(600))  # two requests of at most 512 spans
     flow = pipeline(exporter, buffer, Clock())
 
-    with capture_logs() as logs:
+    with log.capture() as logs:
         outcome = await flow.flush(deadline=10.0)
 
     assert exporter.batches == [512, 88] and outcome.exported == 600 and outcome.attempts == 2
     [line] = logs
-    assert line["event"] == "export_partially_rejected" and line["log_level"] == "warning"
+    assert line["event"] == "export_partially_rejected" and line["level"] == "warning"
     assert line["rejected"] == 2 and line["message"] == "span name too long" and line["rejected_total"] == 2
 
 
@@ -91,7 +91,7 @@ async def test_a_retryable_failure_goes_back_to_the_front() -> None:
     buffer.extend(originals)
     flow = pipeline(exporter, buffer, Clock())
 
-    with capture_logs() as logs:
+    with log.capture() as logs:
         outcome = await flow.flush(deadline=10.0)
 
     assert outcome.failed == 5 and outcome.left == 5 and buffer.drain() == originals
@@ -103,7 +103,7 @@ async def test_drops_are_counted_exactly_and_logged_at_most_once_per_interval() 
     exporter, buffer, clock = Exporter(), Buffer[SpanData](4), Clock()
     flow = pipeline(exporter, buffer, clock)
 
-    with capture_logs() as logs:
+    with log.capture() as logs:
         for _ in range(30):  # a flush every second, 3 spans dropped before each
             buffer.extend(spans(7))
             await flow.flush(deadline=clock.now + 1)
@@ -128,7 +128,7 @@ async def test_refusals_without_a_request_are_logged_rarely() -> None:
     buffer.extend(spans(3))
     flow = pipeline(exporter, buffer, clock)
 
-    with capture_logs() as logs:
+    with log.capture() as logs:
         for _ in range(25):
             await flow.flush(deadline=clock.now + 1)
             clock.now += REFUSAL_LOG_INTERVAL_S / 10

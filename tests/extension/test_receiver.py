@@ -21,8 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from structlog.testing import capture_logs
 
+from extension import log
 from extension.bootstrap import bind_listener
 from extension.export import otlp_json
 from extension.export.decode import ExportRequest
@@ -120,11 +120,11 @@ async def test_a_taken_port_is_said_once_and_the_extension_goes_on() -> None:
         taken.bind((HOST, 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with capture_logs() as logs:
+        with log.capture() as logs:
             async with receiving(port, Received()) as bound:
                 assert bound is None
     [line] = logs
-    assert line["event"] == "receiver_unavailable" and line["port"] == port and line["log_level"] == "error"
+    assert line["event"] == "receiver_unavailable" and line["port"] == port and line["level"] == "error"
 
 
 async def test_off_is_off() -> None:

@@ -21,7 +21,6 @@ from typing import Any
 import aiohttp
 import boto3  # type: ignore[import-untyped]
 import pytest
-import structlog
 from aiohttp import web
 from moto.server import ThreadedMotoServer
 
@@ -327,8 +326,7 @@ async def test_no_credentials_at_all(aws: FakeAWS) -> None:
 def json_logs() -> Iterator[None]:
     log.configure("debug", extension_name="test")
     yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    log.configure()
 
 
 async def test_no_secret_value_reaches_any_log_line_or_message(
@@ -360,6 +358,6 @@ async def test_no_secret_value_reaches_any_log_line_or_message(
     texts += [captured.out, captured.err, caplog.text]
     texts += [record.getMessage() for record in caplog.records]
 
-    assert '"event": "secret_fetch_failed"' in captured.out  # the check below looks at real log lines
+    assert '"event":"secret_fetch_failed"' in captured.out  # the check below looks at real log lines
     for value in ALL_VALUES:
         assert not [text for text in texts if value in text], f"{value} leaked"

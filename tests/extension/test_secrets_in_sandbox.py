@@ -52,7 +52,7 @@ async def test_headers_come_from_the_secret(make_settings: SettingsFactory, buil
         assert receiver.spans(), "\n".join(lines)
         assert {request.headers.get("x-api-key") for request in receiver.requests} == {API_KEY}
     assert statuses == ["success", "success"]
-    assert any('"event": "headers_secret_read"' in line for line in lines)
+    assert any('"event":"headers_secret_read"' in line for line in lines)
     assert not any(API_KEY in line for line in lines)  # the value is never printed
 
 
@@ -65,5 +65,5 @@ async def test_a_missing_secret_means_pass_through(make_settings: SettingsFactor
                                      "OTEL_LAMBDA_HEADERS_SECRET_ARN": arn.replace("otel/collector", "otel/gone")})
         assert not receiver.spans()
     assert statuses == ["success", "success"]
-    [failure] = [line for line in lines if '"event": "headers_secret_failed"' in line]
+    [failure] = [line for line in lines if '"event":"headers_secret_failed"' in line]
     assert "ResourceNotFoundException" in failure and "otel/gone" in failure
