@@ -94,11 +94,11 @@ class SpanBuilder:
             error=_error(outcome),
             resource=self.resource,
         )
-        return [span, *self._phases(done.spans if done is not None else (), ids)]
+        return [span, *self._phases(done.spans if done is not None else (), ids.trace_id, ids.span_id)]
 
     def report(self, parent: TraceIds, start: PlatformStart, report: PlatformReport) -> list[SpanData]:
         """A child covering the billed window, carrying what only platform.report knows."""
-        ids = TraceIds(trace_id=parent.trace_id, span_id=self._ids.generate_span_id())
+        span_id = self._ids.generate_span_id()
         attributes = _present(
             {
                 "faas.invocation_id": report.request_id,
@@ -113,9 +113,9 @@ class SpanBuilder:
             }
         )
         end = _after(start.time_unix_nano, report.duration_ms)
-        span = self._child("report", ids.trace_id, ids.span_id, parent.span_id, start.time_unix_nano, end, attributes,
+        span = self._child("report", parent.trace_id, span_id, parent.span_id, start.time_unix_nano, end, attributes,
                            _error(report))
-        return [span, *self._phases(report.spans, ids)]
+        return [span, *self._phases(report.spans, parent.trace_id, span_id)]
 
     def init(
         self,
@@ -125,7 +125,7 @@ class SpanBuilder:
     ) -> list[SpanData]:
         """The init span: a child of the first invocation's span, or the root of its own trace."""
         trace_id = parent.trace_id if parent is not None else self._ids.generate_trace_id()
-        ids = TraceIds(trace_id=trace_id, span_id=self._ids.generate_span_id())
+        span_id = self._ids.generate_span_id()
         report = outcome if isinstance(outcome, PlatformInitReport) else None
         attributes = _present(
             {
@@ -140,15 +140,14 @@ class SpanBuilder:
         )
         end = _after(start.time_unix_nano, report.duration_ms) if report is not None else outcome.time_unix_nano
         parent_id = parent.span_id if parent is not None else None
-        span = self._child("init", ids.trace_id, ids.span_id, parent_id, start.time_unix_nano, end, attributes,
-                           _error(outcome))
-        return [span, *self._phases(outcome.spans, ids)]
+        span = self._child("init", trace_id, span_id, parent_id, start.time_unix_nano, end, attributes, _error(outcome))
+        return [span, *self._phases(outcome.spans, trace_id, span_id)]
 
-    def _phases(self, spans: Sequence[PlatformSpan], parent: TraceIds) -> list[SpanData]:
+    def _phases(self, spans: Sequence[PlatformSpan], trace_id: int, parent_id: int) -> list[SpanData]:
         """A record's `spans` (responseLatency, extensionOverhead, …) as INTERNAL children, exact times."""
         new_id = self._ids.generate_span_id
         return [
-            self._child(span.name, parent.trace_id, new_id(), parent.span_id, span.start_unix_nano,
+            self._child(span.name, trace_id, new_id(), parent_id, span.start_unix_nano,
                         _after(span.start_unix_nano, span.duration_ms))
             for span in spans
         ]

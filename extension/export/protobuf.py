@@ -128,15 +128,15 @@ def any_value(value: Scalar | None) -> bytes:
     raise TypeError(f"an attribute value cannot be a {type(value).__name__}")
 
 
-_memo: dict[tuple[str, type, Scalar], bytes] = {}
+_memo: dict[tuple[bytes, str, type, Scalar], bytes] = {}
 
 
-def key_value(key: str, value: Scalar) -> bytes:
-    """One KeyValue's fields."""
-    memo_key = (key, type(value), value)  # the type too: True, 1 and 1.0 are equal keys
+def attribute(field_tag: bytes, key: str, value: Scalar) -> bytes:
+    """One attributes field: the tag, then the KeyValue."""
+    memo_key = (field_tag, key, type(value), value)  # the type too: True, 1 and 1.0 are equal keys
     encoded = _memo.get(memo_key)
     if encoded is None:
-        encoded = _string(_KV_KEY, key) + length_delimited(_KV_VALUE, any_value(value))
+        encoded = length_delimited(field_tag, _string(_KV_KEY, key) + length_delimited(_KV_VALUE, any_value(value)))
         if len(_memo) >= _MAX_MEMO:
             _memo.clear()
         _memo[memo_key] = encoded
@@ -144,7 +144,7 @@ def key_value(key: str, value: Scalar) -> bytes:
 
 
 def attributes(field_tag: bytes, values: Attributes) -> bytes:
-    return b"".join([length_delimited(field_tag, key_value(key, value)) for key, value in values.items()])
+    return b"".join([attribute(field_tag, key, value) for key, value in values.items()])
 
 
 @lru_cache(maxsize=16)  # Resource compares by identity, and there are a few per extension
@@ -210,8 +210,7 @@ def span_bytes(span: SpanData) -> bytes:
         parts += (_SPAN_PARENT_ID, b"\x08", span.parent_span_id.to_bytes(8, "big"))
     parts += (name, _SPAN_KIND, _SMALL[_KINDS[span.kind]], _SPAN_START, _pack_u64(span.start_unix_nano),
               _SPAN_END, _pack_u64(span.end_unix_nano))
-    for key, value in span.attributes.items():
-        parts.append(length_delimited(_SPAN_ATTRIBUTES, key_value(key, value)))
+    parts += [attribute(_SPAN_ATTRIBUTES, key, value) for key, value in span.attributes.items()]
     if span.error is None:
         parts.append(_UNSET_STATUS)
     else:
@@ -231,8 +230,7 @@ def log_bytes(record: LogData) -> bytes:
     if record.severity_text:
         parts.append(_string(_LOG_SEVERITY_TEXT, record.severity_text))
     parts.append(length_delimited(_LOG_BODY, any_value(record.body)))
-    for key, value in record.attributes.items():
-        parts.append(length_delimited(_LOG_ATTRIBUTES, key_value(key, value)))
+    parts += [attribute(_LOG_ATTRIBUTES, key, value) for key, value in record.attributes.items()]
     trace_id, span_id = record.trace_id, record.span_id
     if trace_id and span_id:
         if record.sampled:
