@@ -32,23 +32,32 @@ class Samples:
     first_response_ms: list[float] = field(default_factory=list)
     first_post_runtime_ms: list[float] = field(default_factory=list)
     imports_ms: list[float] = field(default_factory=list)
+    # The first invocation's post-runtime time, taken apart: the imports and set-up still running once the
+    # runtime was done, the first flush, and the rest (waiting for platform.runtimeDone to be delivered).
+    start_left_ms: list[float] = field(default_factory=list)
+    first_flush_ms: list[float] = field(default_factory=list)
+    runtime_done_wait_ms: list[float] = field(default_factory=list)
     memory_kb: dict[str, tuple[int, int]] = field(default_factory=dict)  # stage -> (VmRSS, VmHWM)
 
 
 async def cold_start(layer: Path | None, runtime_dir: Path, work_dir: Path, samples: Samples,
                      *, footprint: bool) -> None:
     """One environment: init, the first invocation, and (with `footprint`) 100 more and a 10,000-line one."""
-    lines: list[str] = []
+    lines: list[tuple[float, str]] = []  # each line of output with the time it arrived (the sandbox's clock)
     async with OTLPReceiver(port=0) as receiver:
         settings = FunctionSettings(function_dir=ROOT / "examples" / "functions", handler="app.mixed",
                                     runtime_dir=runtime_dir, layer_dir=layer, timeout_s=30.0,
                                     env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
-        async with LocalLambda(settings, work_dir=work_dir, on_output=lambda s, line: lines.append(line)) as box:
+        def on_output(stream: str, line: str) -> None:
+            lines.append((time.monotonic(), line))
+
+        async with LocalLambda(settings, work_dir=work_dir, on_output=on_output) as box:
             assert box.init_record is not None
             samples.init_ms.append(box.init_record.duration_ms)
             if box.init_record.extensions:
                 samples.ready_ms.append(box.init_record.extensions[0].ready_ms or 0.0)
             first = await box.invoke(b'{"action": "succeed"}')
+            runtime_done = time.monotonic() - (first.duration_ms - (first.runtime_done_ms or 0.0)) / 1000
             samples.first_response_ms.append(first.response_latency_ms or 0.0)
             samples.first_post_runtime_ms.append(first.post_runtime_extension_ms)
             agent = box.environment.phase.agents[0] if box.environment.phase.agents else None
@@ -60,9 +69,14 @@ async def cold_start(layer: Path | None, runtime_dir: Path, work_dir: Path, samp
                 samples.memory_kb["after 100 invocations"] = memory_of(pid)
                 await box.invoke(b'{"action": "chatty", "lines": 10000}')
                 samples.memory_kb["after a 10,000-line invocation"] = memory_of(pid)
-    for line in lines:
-        if '"event":"started"' in line:
-            samples.imports_ms.append(json.loads(line)["imports_ms"])
+    started = next(((at, json.loads(line)) for at, line in lines if '"event":"started"' in line), None)
+    flushed = next((json.loads(line) for _, line in lines if '"event":"flushed"' in line), None)
+    if started is not None and flushed is not None:
+        samples.imports_ms.append(started[1]["imports_ms"])
+        left = max(0.0, (started[0] - runtime_done) * 1000)
+        samples.start_left_ms.append(left)
+        samples.first_flush_ms.append(flushed["duration_ms"])
+        samples.runtime_done_wait_ms.append(max(0.0, first.post_runtime_extension_ms - left - flushed["duration_ms"]))
 
 
 def batch_of(invocations: int, start_index: int) -> bytes:
@@ -93,10 +107,11 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
     from extension.convert.resource import lambda_resource
     from extension.convert.spans import SpanAssembler
     from extension.export.otlp import TRACES, OTLPExporter, encode_request
-    from extension.export.transport import AiohttpTransport
-    from extension.listener import make_app
+    from extension.export.transport import HTTPTransport
+    from extension.http.client import HTTPClient
+    from extension.http.server import serve
+    from extension.listener import MAX_BODY_BYTES, routes
     from extension.pipeline import Pipeline
-    from extension.server import serve
 
     bodies = [batch_of(per_batch, n * per_batch) for n in range(batches)]
     sock = bind_listener("127.0.0.1", 0)
@@ -104,12 +119,13 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
     async with aiohttp.ClientSession() as client:
         # Traces on, as in production (a pipeline without a span exporter keeps no spans); this run encodes
         # the buffer itself below, so the exporter never sends anything.
-        unused = OTLPExporter(AiohttpTransport(client), SignalExport(endpoint="http://127.0.0.1:9/v1/traces"), TRACES)
+        unused = OTLPExporter(HTTPTransport(HTTPClient()), SignalExport(endpoint="http://127.0.0.1:9/v1/traces"),
+                              TRACES)
         assembler = SpanAssembler(resource=lambda_resource(service_name="bench"), function_name="bench",
                                   ids=RandomIds())
         pipeline = Pipeline(assembler, Buffer(1_000_000), unused)
         accept = (lambda raw: None) if floor else pipeline.accept
-        async with serve(make_app(accept, "/t"), sock):
+        async with serve(routes(accept, "/t"), sock, max_body_bytes=MAX_BODY_BYTES):
             began = time.perf_counter()
             for body in bodies:
                 async with client.post(f"http://127.0.0.1:{port}/t", data=body) as response:
@@ -165,6 +181,10 @@ async def main_async(args: argparse.Namespace) -> int:
         f"| first invocation: post-runtime (ms) | - | {stat(floor.first_post_runtime_ms)} "
         f"| {stat(ours.first_post_runtime_ms)} | |",
         f"| imports after the first `next` (ms) | - | - | {stat(ours.imports_ms)} | |",
+        f"| post-runtime, 1: imports and set-up left when the runtime was done (ms) | - | - "
+        f"| {stat(ours.start_left_ms)} | |",
+        f"| post-runtime, 2: waiting for `platform.runtimeDone` (ms) | - | - | {stat(ours.runtime_done_wait_ms)} | |",
+        f"| post-runtime, 3: the first flush (ms) | - | - | {stat(ours.first_flush_ms)} | |",
     ]
     for stage, (rss, hwm) in ours.memory_kb.items():
         floor_rss, floor_hwm = floor.memory_kb.get(stage, (0, 0))

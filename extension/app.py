@@ -10,9 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
-
-from extension import __version__, log
+from extension import __version__, listener, log
 from extension.bootstrap import Started
 from extension.buffer import Buffer
 from extension.config import Config, SignalExport
@@ -27,18 +25,18 @@ from extension.export.breaker import BreakerState, CircuitBreaker
 from extension.export.otlp import LOGS, METRICS, TRACES, Codec, LogItem, OTLPExporter, SpanItem
 from extension.export.resilient import ResilientExporter
 from extension.export.size import estimate_log_bytes, estimate_span_bytes
-from extension.export.transport import AiohttpTransport, Transport, make_session
+from extension.export.transport import HTTPTransport, Transport
 from extension.flush import FlushPolicy
 from extension.flusher import Flusher
+from extension.http.client import HTTPClient
+from extension.http.server import serve
 from extension.lambda_api import ExtensionsAPI
 from extension.lifecycle import Timing, run_lifecycle
-from extension.listener import make_app
 from extension.metering import Metering
 from extension.outbox import Outbox
 from extension.pipeline import MAX_LOG_RECORDS_PER_EXPORT, LogRecords, Pipeline
 from extension.receiver import receiving
 from extension.secrets.settings import SecretSettings
-from extension.server import serve
 
 T = TypeVar("T")
 
@@ -56,9 +54,9 @@ class Launch:
 
 
 async def run(launch: Launch, started: Started) -> int:
-    # The Extensions API session has no timeout at all: next may block for as long as the sandbox is frozen.
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as runtime_session:
-        api = ExtensionsAPI(runtime_session, launch.runtime_api, started.extension_id,
+    # Its own client for the Extensions API: `next` holds its connection for as long as the sandbox is frozen.
+    async with HTTPClient() as runtime_client:
+        api = ExtensionsAPI(runtime_client, launch.runtime_api, started.extension_id,
                             pending_next=started.pending_next)
         log.get().info("registered", version=__version__)
         if launch.config is None:
@@ -92,7 +90,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
         log.get().error("subscribe_failed", error=started.subscribe_problem, mode="no_telemetry")
     elif started.listener is not None and not started.subscribed:
         log.get().warning("telemetry_unavailable", reason="the Telemetry API answered that it is not supported")
-    async with make_session() as egress:
+    async with HTTPClient() as egress:
         # The secret stands in for OTEL_EXPORTER_OTLP_HEADERS, so it goes to every signal's endpoint; the
         # exporters hold these dicts, so a refresh reaches them in place.
         headers = _SignalHeaders(config)
@@ -101,7 +99,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
         if not subscribed or (secret is not None and not await _fetch_headers(secret, egress, env, headers)):
             shutdown = await _pass_through(api, started)
         else:
-            out = _Egress(AiohttpTransport(egress))
+            out = _Egress(HTTPTransport(egress))
             traces = headers.signals["traces"]
             exporter = out.exporter(traces, TRACES) if traces.enabled else None
             buffer: Buffer[SpanItem] = Buffer(config.buffer_max_spans, max_bytes=config.buffer_max_bytes,
@@ -112,7 +110,8 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
                                 breaker_state=out.worst_breaker_state)
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
             assert started.listener is not None  # noqa: S101 -- for mypy: `subscribed` implies a listener
-            async with serve(make_app(pipeline.accept, started.listener_path), started.listener), \
+            async with serve(listener.routes(pipeline.accept, started.listener_path), started.listener,
+                             max_body_bytes=listener.MAX_BODY_BYTES), \
                     receiving(config.receiver_port, pipeline.forward, prebound=started.receiver), \
                     asyncio.TaskGroup() as tasks:
                 flusher.attach(tasks.create_task(flusher.run(), name="background-flush"))
@@ -204,7 +203,7 @@ class _SignalHeaders:
             current.update({**self._configured[name], **secret_headers, **self._own[name]})
 
 
-async def _fetch_headers(secret: SecretSettings, session: aiohttp.ClientSession, env: Mapping[str, str],
+async def _fetch_headers(secret: SecretSettings, session: HTTPClient, env: Mapping[str, str],
                          headers: _SignalHeaders) -> bool:
     """Merge the secret's headers into every signal's; False (reported once, with the AWS error code) if it
     failed."""
@@ -219,7 +218,7 @@ async def _fetch_headers(secret: SecretSettings, session: aiohttp.ClientSession,
     return True
 
 
-async def _refresh_headers(secret: SecretSettings, session: aiohttp.ClientSession, env: Mapping[str, str],
+async def _refresh_headers(secret: SecretSettings, session: HTTPClient, env: Mapping[str, str],
                            headers: _SignalHeaders, every_s: int) -> None:
     """Fetch again every `every_s` (time spent frozen counts): a rotated key reaches the exporters; on failure
     the last good headers stay, said once until a refresh succeeds again."""
@@ -251,7 +250,8 @@ async def _pass_through(api: ExtensionsAPI, started: Started) -> Shutdown:
         if started.listener is not None:
             started.listener.close()
         return await _until_shutdown(api)
-    async with serve(make_app(_drop, started.listener_path), started.listener):
+    async with serve(listener.routes(_drop, started.listener_path), started.listener,
+                     max_body_bytes=listener.MAX_BODY_BYTES):
         return await _until_shutdown(api)
 
 

@@ -4,6 +4,7 @@
     ├── ConfigError                settings could not be parsed; lists every problem at once
     ├── LambdaAPIError             the Extensions/Telemetry API answered with an unexpected status
     ├── ProtocolError              a lifecycle event (event/next) we cannot understand; also a ValueError
+    ├── HTTPMessageError           an HTTP/1.1 message we cannot read or will not write; also a ValueError
     ├── BadOTLPBody                an OTLP/HTTP request body we cannot decode; also a ValueError
     │   └── OTLPBodyTooLarge       it inflates past the size limit
     └── ExportError                an OTLP export could not be carried out
@@ -41,6 +42,10 @@ class LambdaAPIError(ExtensionError):
 
 class ProtocolError(ExtensionError, ValueError):
     """A lifecycle event from event/next is not what the Extensions API promises."""
+
+
+class HTTPMessageError(ExtensionError, ValueError):
+    """An HTTP/1.1 message that breaks the protocol (a bad head, framing, or a body past its limit)."""
 
 
 class BadOTLPBody(ExtensionError, ValueError):

@@ -6,24 +6,27 @@ import asyncio
 import socket
 from typing import Any, Final
 
-import aiohttp
 import orjson
 
 from extension.bootstrap import EXTENSION_API, parse_response
-from extension.errors import LambdaAPIError
+from extension.errors import HTTPMessageError, LambdaAPIError
 from extension.events import Invoke, Shutdown
+from extension.http.client import HTTPClient
 from extension.wire import parse_next_event
 
 ID_HEADER: Final = "Lambda-Extension-Identifier"
 ERROR_TYPE_HEADER: Final = "Lambda-Extension-Function-Error-Type"
+# init/error and exit/error answer at once; one that does not must not hold up the extension's exit.
+ERROR_REPORT_TIMEOUT_S: Final = 2.0
+_FAILED: Final = (OSError, TimeoutError, HTTPMessageError)
 
 
 class ExtensionsAPI:
     """One verb per call. `next_event` has no read timeout: the environment may stay frozen for hours."""
 
-    def __init__(self, session: aiohttp.ClientSession, runtime_api: str, extension_id: str,
+    def __init__(self, client: HTTPClient, runtime_api: str, extension_id: str,
                  *, pending_next: socket.socket | None = None) -> None:
-        self._session = session
+        self._client = client
         self._base = f"http://{runtime_api}{EXTENSION_API}"
         self._id = extension_id
         self._pending_next = pending_next
@@ -41,14 +44,13 @@ class ExtensionsAPI:
             sock, self._pending_next = self._pending_next, None
             return await _answer_of(sock)
         try:
-            async with self._session.get(f"{self._base}/event/next", headers={ID_HEADER: self._id}) as response:
-                body = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, OSError) as exc:
+            response = await self._client.request("GET", f"{self._base}/event/next", headers={ID_HEADER: self._id},
+                                                  timeout_s=None)
+        except _FAILED as exc:
             raise LambdaAPIError(0, f"next failed: {type(exc).__name__}") from exc
-        if status != 200:
-            raise LambdaAPIError(status, f"next: {_error_text(body)}")
-        return parse_next_event(body)
+        if response.status != 200:
+            raise LambdaAPIError(response.status, f"next: {_error_text(response.body)}")
+        return parse_next_event(response.body)
 
     async def init_error(self, error_type: str, message: str) -> None:
         await self._report_error("init/error", error_type, message)
@@ -57,12 +59,12 @@ class ExtensionsAPI:
         await self._report_error("exit/error", error_type, message)
 
     async def _report_error(self, path: str, error_type: str, message: str) -> None:
-        headers = {ID_HEADER: self._id, ERROR_TYPE_HEADER: error_type, "Content-Type": "application/json"}
+        headers = {ID_HEADER: self._id, ERROR_TYPE_HEADER: error_type, "content-type": "application/json"}
         body = orjson.dumps({"errorMessage": message, "errorType": error_type})
         try:
-            async with self._session.post(f"{self._base}/{path}", data=body, headers=headers) as response:
-                await response.read()
-        except (aiohttp.ClientError, OSError) as exc:
+            await self._client.request("POST", f"{self._base}/{path}", headers=headers, body=body,
+                                       timeout_s=ERROR_REPORT_TIMEOUT_S)
+        except _FAILED as exc:
             raise LambdaAPIError(0, f"{path} failed: {type(exc).__name__}") from exc
 
 

@@ -11,11 +11,9 @@ not decode is 400, one larger than MAX_BODY_BYTES (sent or inflated) is 413: eac
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final
-
-from aiohttp import hdrs, web
 
 from extension import log
 from extension.bootstrap import RECEIVER_HOST, bind_listener
@@ -29,10 +27,9 @@ from extension.export.decode import (
     decompress,
     export_response,
 )
-from extension.server import serve
+from extension.http.server import Handler, Reply, Request, serve
 
 Forward = Callable[[ExportRequest], None]
-FORWARD: Final = web.AppKey[Forward]("forward")
 HOST: Final = RECEIVER_HOST  # loopback only: nothing outside the execution environment may send us data
 # One request's limit, as sent and inflated: the SDK's batches are far smaller (512 spans by default), and the
 # buffers hold about this much in all (OTEL_LAMBDA_BUFFER_MAX_BYTES).
@@ -43,40 +40,33 @@ MAX_JSON_BODY_BYTES: Final = MAX_BODY_BYTES // 4
 SIGNALS: Final[tuple[Signal, ...]] = ("traces", "logs", "metrics")
 
 
-def make_receiver_app(forward: Forward) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[FORWARD] = forward
-    for signal in SIGNALS:
-        app.router.add_post(f"/v1/{signal}", _handler(signal))
-    return app
+def routes(forward: Forward) -> dict[str, Handler]:
+    """POST /v1/<signal> for each signal."""
+
+    def route(signal: Signal) -> Handler:
+        return lambda request: _receive(request, signal, forward)
+
+    return {f"/v1/{signal}": route(signal) for signal in SIGNALS}
 
 
-def _handler(signal: Signal) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def receive(request: web.Request) -> web.Response:
-        return await _receive(request, signal)
-
-    return receive
-
-
-async def _receive(request: web.Request, signal: Signal) -> web.Response:
+def _receive(request: Request, signal: Signal, forward: Forward) -> Reply:
     content_type = request.content_type
-    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    encoding = request.headers.get("content-encoding", "").strip().lower()
     if content_type not in CONTENT_TYPES or encoding not in ENCODINGS:
-        return web.Response(status=415, text=f"unsupported content type {content_type!r} or encoding {encoding!r}; "
-                                             "use application/x-protobuf or application/json, gzip or none")
-    body = await request.read()  # past client_max_size aiohttp answers 413 itself
+        return Reply.text(415, f"unsupported content type {content_type!r} or encoding {encoding!r}; "
+                               "use application/x-protobuf or application/json, gzip or none")
     limit = MAX_JSON_BODY_BYTES if content_type == "application/json" else MAX_BODY_BYTES
-    if len(body) > limit:
-        return web.Response(status=413, text=f"body exceeds {limit} bytes for {content_type}; send smaller batches")
+    if len(request.body) > limit:  # the server has refused anything past MAX_BODY_BYTES already
+        return Reply.text(413, f"body exceeds {limit} bytes for {content_type}; send smaller batches")
     try:
-        message = decode_export_request(signal, content_type, decompress(body, encoding, limit))
+        message = decode_export_request(signal, content_type, decompress(request.body, encoding, limit))
     except OTLPBodyTooLarge as error:
-        return web.Response(status=413, text=str(error))
+        return Reply.text(413, str(error))
     except BadOTLPBody as error:
-        return web.Response(status=400, text=str(error))
-    request.app[FORWARD](message)  # never raises: a bad request must not stop the good ones
+        return Reply.text(400, str(error))
+    forward(message)  # never raises: a bad request must not stop the good ones
     answer, answer_type = export_response(signal, content_type)
-    return web.Response(body=answer, content_type=answer_type)
+    return Reply(200, answer, {"content-type": answer_type})
 
 
 @asynccontextmanager
@@ -98,5 +88,5 @@ async def receiving(port: int | None, forward: Forward, *,
                         fix="free the port or choose another with OTEL_LAMBDA_RECEIVER_PORT")
         yield None
         return
-    async with serve(make_receiver_app(forward), listener, auto_decompress=False) as bound:
+    async with serve(routes(forward), listener, max_body_bytes=MAX_BODY_BYTES) as bound:
         yield bound

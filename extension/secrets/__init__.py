@@ -1,11 +1,11 @@
 """OTLP headers from AWS Secrets Manager or SSM Parameter Store, fetched with a small SigV4 signer (no botocore).
 
 Import from the modules: this file imports nothing, so `settings` (the standard library alone) can be parsed
-during the fast start, before aiohttp and orjson are loaded. The shell's whole API:
+during the fast start, before asyncio and orjson are loaded. The shell's whole API:
 
     from extension.secrets.settings import SecretSettings    # stdlib only; the settings table is there
     from extension.secrets.cache import HeaderCache           # pure
-    from extension.secrets.resolve import resolve_headers     # aiohttp
+    from extension.secrets.resolve import resolve_headers     # asyncio, extension.http
 
     settings = SecretSettings.from_env(env)          # None when no secret is configured; ConfigError if invalid
     cache = HeaderCache(refresh_s=settings.refresh_s)

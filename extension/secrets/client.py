@@ -1,4 +1,4 @@
-"""The aiohttp adapter: signed calls to Secrets Manager or SSM, and the container credentials endpoint, retried."""
+"""The HTTP side: signed calls to Secrets Manager or SSM, and the container credentials endpoint, retried."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeVar
 
-import aiohttp
-
 from extension import __version__
+from extension.errors import HTTPMessageError
+from extension.http.client import HTTPClient
 from extension.secrets.credentials import ContainerEndpoint, read_container_answer
 from extension.secrets.protocol import RETRYABLE_STATUS, Failure, RetryPolicy, read_answer, request_for
 from extension.secrets.settings import SecretSettings
@@ -19,12 +19,12 @@ USER_AGENT: Final = f"lambda-otel-extension/{__version__}"
 # A SecretString is at most 64 KiB, and JSON escaping can make its answer several times larger; anything
 # beyond this is not an answer from Secrets Manager or SSM, and must not fill a 128 MB sandbox.
 MAX_ANSWER_BYTES: Final = 1024 * 1024
-_MAPPED: Final = (aiohttp.ClientError, TimeoutError, OSError)
+_MAPPED: Final = (TimeoutError, OSError, HTTPMessageError, ValueError)
 _T = TypeVar("_T")
 
 
 async def fetch_value(
-    session: aiohttp.ClientSession,
+    session: HTTPClient,
     settings: SecretSettings,
     credentials: Credentials,
     *,
@@ -49,7 +49,7 @@ async def fetch_value(
 
 
 async def fetch_credentials(
-    session: aiohttp.ClientSession,
+    session: HTTPClient,
     endpoint: ContainerEndpoint,
     *,
     policy: RetryPolicy,
@@ -104,16 +104,12 @@ async def _retrying(
 
 
 async def _send(
-    session: aiohttp.ClientSession, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
+    session: HTTPClient, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
 ) -> tuple[int, dict[str, str], bytes]:
-    async with session.request(method, url, data=body or None, headers=dict(headers),
-                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
-        answer = bytearray()
-        while chunk := await response.content.read(MAX_ANSWER_BYTES + 1 - len(answer)):
-            answer += chunk
-            if len(answer) > MAX_ANSWER_BYTES:
-                return response.status, {}, b""  # read as "not JSON": an InvalidResponse or the plain status
-        return response.status, {name.lower(): value for name, value in response.headers.items()}, bytes(answer)
+    response = await session.request(method, url, headers=headers, body=body, timeout_s=timeout_s,
+                                     max_response_bytes=MAX_ANSWER_BYTES)
+    # A body past the limit comes back empty: read as "not JSON", an InvalidResponse or the plain status.
+    return response.status, {} if response.truncated else response.headers, response.body
 
 
 def _read_token(path: str) -> str | None:

@@ -9,8 +9,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-import aiohttp
-
+from extension.http.client import HTTPClient
 from extension.secrets.cache import SecretResult
 from extension.secrets.client import fetch_credentials, fetch_value
 from extension.secrets.credentials import ContainerEndpoint, credential_source
@@ -26,7 +25,7 @@ DEFAULT_RETRY: Final = RetryPolicy()
 
 async def resolve_headers(
     settings: SecretSettings,
-    session: aiohttp.ClientSession,
+    session: HTTPClient,
     *,
     env: Mapping[str, str],
     clock: Callable[[], float] = time.time,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import time
 
-import aiohttp
 from aiohttp import web
 
 from extension.bootstrap import bind_listener, send_next
 from extension.events import Invoke, Shutdown
+from extension.http.client import HTTPClient
 from extension.lambda_api import ERROR_TYPE_HEADER, ExtensionsAPI
 
 INVOKE = {"eventType": "INVOKE", "deadlineMs": 0, "requestId": "r-1",
@@ -39,7 +39,7 @@ async def test_init_errors_until_the_first_event_and_exit_errors_after() -> None
     await web.SockSite(runner, sock).start()
     runtime_api = f"127.0.0.1:{sock.getsockname()[1]}"
     try:
-        async with aiohttp.ClientSession() as session:
+        async with HTTPClient() as session:
             # As the fast start leaves it: the first `next` sent on a raw socket, its answer unread.
             api = ExtensionsAPI(session, runtime_api, "id-1", pending_next=send_next(runtime_api, "id-1"))
             assert not api.initialized  # the answer to the first `next` has not been read yet

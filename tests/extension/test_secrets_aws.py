@@ -25,6 +25,7 @@ from aiohttp import web
 from moto.server import ThreadedMotoServer
 
 from extension import log
+from extension.http.client import HTTPClient
 from extension.secrets.cache import HeaderCache, SecretResult
 from extension.secrets.protocol import RetryPolicy
 from extension.secrets.resolve import resolve_headers
@@ -122,7 +123,7 @@ async def fetch(env: dict[str, str], **settings: str) -> SecretResult:
 async def fetch_within(budget_s: float, env: dict[str, str], **settings: str) -> SecretResult:
     parsed = SecretSettings.from_env({**env, **{f"OTEL_LAMBDA_HEADERS_{k.upper()}": v for k, v in settings.items()}})
     assert parsed is not None
-    async with aiohttp.ClientSession() as session:
+    async with HTTPClient() as session:
         return await resolve_headers(parsed, session, env=env, policy=FAST, budget_s=budget_s)
 
 
