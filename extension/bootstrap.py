@@ -3,8 +3,8 @@ library alone, before anything heavy is imported.
 
 Lambda counts an extension ready when its `event/next` request arrives, not when the answer is read,
 and the kernel queues connections to a listening socket before any server code runs. So the first
-`next` goes out on a plain socket here, and the event loop reads its answer later, once aiohttp, the
-SDK and the encoder are imported (see `first_event`). Nothing here may import more than the standard
+`next` goes out on a plain socket here, and the event loop reads its answer later, once asyncio and the
+rest of the extension are imported (ExtensionsAPI reads it). Nothing here may import more than the standard
 library, and as little of it as it can (no dataclasses, typing or base64: they cost milliseconds of the
 function's cold start); a regression test holds the modules loaded at that moment to a declared set.
 """

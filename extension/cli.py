@@ -1,7 +1,7 @@
 """Command line: the only place that reads os.environ, calls asyncio.run and picks the exit code.
 
 Start-up order matters for the function's cold start: the fast start (standard library only) registers,
-subscribes and sends the first `next` before aiohttp, the SDK and the encoder are imported.
+subscribes and sends the first `next` before asyncio and the rest of the extension are imported.
 """
 
 from __future__ import annotations
