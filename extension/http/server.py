@@ -69,6 +69,10 @@ async def serve(routes: Mapping[str, Handler], listener: socket.socket, *, max_b
             await _serve_connection(reader, writer, routes, max_body_bytes)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away: nothing to answer
+        except asyncio.CancelledError:
+            # Only serve() cancels these tasks, when it closes. Returning instead of re-raising keeps Python 3.11's
+            # stream callback from printing a traceback for every connection still open (fixed in 3.12).
+            pass
         finally:
             connections.discard(task)
             writer.close()

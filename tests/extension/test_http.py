@@ -191,13 +191,17 @@ async def test_aiohttps_client_talks_to_it() -> None:
                 assert (response.status, await response.read()) == (200, body)
 
 
-async def test_leaving_the_block_closes_idle_connections() -> None:
+async def test_leaving_the_block_closes_idle_connections_quietly() -> None:
+    problems: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: problems.append(context))
     async with our_server() as (port, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /echo HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
         await reader.readuntil(b"\r\n\r\n")
     assert await asyncio.wait_for(reader.read(), 2.0) == b""  # closed by the server, not left hanging
     writer.close()
+    await asyncio.sleep(0.01)
+    assert problems == []  # no traceback on stderr for the connection that was still open
 
 
 # --- the client ----------------------------------------------------------------------------------------------
