@@ -96,7 +96,7 @@ _SCOPE_NAME, _SCOPE_VERSION = tag(1, _LEN), tag(2, _LEN)
 _KV_KEY, _KV_VALUE = tag(1, _LEN), tag(2, _LEN)
 _ANY_STRING, _ANY_BOOL, _ANY_INT, _ANY_DOUBLE = tag(1, _LEN), tag(2, _VARINT), tag(3, _VARINT), tag(4, _FIXED64)
 _SPAN_TRACE_ID, _SPAN_SPAN_ID, _SPAN_PARENT_ID = tag(1, _LEN), tag(2, _LEN), tag(4, _LEN)
-_SPAN_NAME, _SPAN_KIND, _SPAN_START, _SPAN_END = tag(5, _LEN), tag(6, _VARINT), tag(7, _FIXED64), tag(8, _FIXED64)
+_SPAN_NAME, _SPAN_KIND = tag(5, _LEN), tag(6, _VARINT)
 _SPAN_ATTRIBUTES, _SPAN_STATUS, _SPAN_FLAGS = tag(9, _LEN), tag(15, _LEN), tag(16, _FIXED32)
 _STATUS_MESSAGE, _STATUS_CODE = tag(2, _LEN), tag(3, _VARINT)
 _LOG_TIME, _LOG_SEVERITY_NUMBER, _LOG_SEVERITY_TEXT = tag(1, _FIXED64), tag(2, _VARINT), tag(3, _LEN)
@@ -160,7 +160,7 @@ def _request(groups: Sequence[tuple[Resource, Sequence[bytes]]]) -> bytes:
     """An Export*ServiceRequest of encoded items: one resource group each, all under our scope."""
     out = []
     for resource, encoded in groups:
-        scope_group = _SCOPE + b"".join([length_delimited(_SCOPE_GROUP_ITEMS, item) for item in encoded])
+        scope_group = _SCOPE + b"".join([_SCOPE_GROUP_ITEMS + varint(len(item)) + item for item in encoded])
         out.append(length_delimited(_REQUEST_GROUPS,
                                     _resource(resource) + length_delimited(_GROUP_SCOPES, scope_group)))
     return b"".join(out)
@@ -193,6 +193,16 @@ def encode_metrics(windows: Iterable[MetricsWindow]) -> bytes:
 
 
 _name_memo: dict[str, bytes] = {}
+# Whole fields that only take a few values, written once.
+_TRACE_ID_HEAD: Final = _SPAN_TRACE_ID + b"\x10"
+_SPAN_ID_HEAD: Final = _SPAN_SPAN_ID + b"\x08"
+_PARENT_ID_HEAD: Final = _SPAN_PARENT_ID + b"\x08"
+_KIND_FIELDS: Final = {kind: _SPAN_KIND + _SMALL[number] for kind, number in _KINDS.items()}
+_LOCAL_PARENT_FLAGS: Final = _SPAN_FLAGS + _pack_u32(_FLAGS_HAS_IS_REMOTE)
+_REMOTE_PARENT_FLAGS: Final = _SPAN_FLAGS + _pack_u32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
+# start_time_unix_nano and end_time_unix_nano, tags included (one-byte tags, as their field numbers are below 16)
+_pack_times: Final = struct.Struct("<BQBQ").pack
+_START_TAG, _END_TAG = 7 << 3 | _FIXED64, 8 << 3 | _FIXED64
 
 
 def span_bytes(span: SpanData) -> bytes:
@@ -202,23 +212,21 @@ def span_bytes(span: SpanData) -> bytes:
         name = _string(_SPAN_NAME, span.name)
         if len(_name_memo) < _MAX_MEMO:
             _name_memo[span.name] = name
-    parts = [
-        _SPAN_TRACE_ID, b"\x10", span.trace_id.to_bytes(16, "big"),
-        _SPAN_SPAN_ID, b"\x08", span.span_id.to_bytes(8, "big"),
-    ]
+    parts = [_TRACE_ID_HEAD, span.trace_id.to_bytes(16, "big"), _SPAN_ID_HEAD, span.span_id.to_bytes(8, "big")]
     if span.parent_span_id is not None:
-        parts += (_SPAN_PARENT_ID, b"\x08", span.parent_span_id.to_bytes(8, "big"))
-    parts += (name, _SPAN_KIND, _SMALL[_KINDS[span.kind]], _SPAN_START, _pack_u64(span.start_unix_nano),
-              _SPAN_END, _pack_u64(span.end_unix_nano))
-    parts += [attribute(_SPAN_ATTRIBUTES, key, value) for key, value in span.attributes.items()]
+        parts += (_PARENT_ID_HEAD, span.parent_span_id.to_bytes(8, "big"))
+    times = _pack_times(_START_TAG, span.start_unix_nano, _END_TAG, span.end_unix_nano)
+    parts += (name, _KIND_FIELDS[span.kind], times)
+    memo = _memo
+    parts += [memo.get((_SPAN_ATTRIBUTES, key, type(value), value)) or attribute(_SPAN_ATTRIBUTES, key, value)
+              for key, value in span.attributes.items()]
     if span.error is None:
         parts.append(_UNSET_STATUS)
     else:
         parts.append(length_delimited(_SPAN_STATUS,
                                       _string(_STATUS_MESSAGE, span.error) + _STATUS_CODE + _SMALL[_STATUS_ERROR]))
-    flags = _FLAGS_HAS_IS_REMOTE | (_FLAGS_IS_REMOTE if span.parent_span_id is not None and span.parent_is_remote
-                                    else 0)
-    parts += (_SPAN_FLAGS, _pack_u32(flags))
+    remote = span.parent_span_id is not None and span.parent_is_remote
+    parts.append(_REMOTE_PARENT_FLAGS if remote else _LOCAL_PARENT_FLAGS)
     return b"".join(parts)
 
 
