@@ -82,19 +82,27 @@ def _parse_iso_8601(text: str) -> int:
     return seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0"))
 
 
+# The readers test for the exact type orjson gives first and return at once; anything else takes the strict checks.
+
+
 def req_str(record: Mapping[str, Any], key: str) -> str:
     value = record.get(key)
-    if not isinstance(value, str):
-        raise Malformed(f"{key} is not a string")
-    return value
+    if isinstance(value, str):
+        return value
+    raise Malformed(f"{key} is not a string")
 
 
 def opt_str(record: Mapping[str, Any], key: str) -> str | None:
-    return None if record.get(key) is None else req_str(record, key)
+    value = record.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise Malformed(f"{key} is not a string")
 
 
 def req_int(record: Mapping[str, Any], key: str) -> int:
     value = record.get(key)
+    if type(value) is int:  # not isinstance: a bool is an int too, and never a count
+        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, int) or isinstance(value, bool):
@@ -103,30 +111,39 @@ def req_int(record: Mapping[str, Any], key: str) -> int:
 
 
 def opt_int(record: Mapping[str, Any], key: str) -> int | None:
-    return None if record.get(key) is None else req_int(record, key)
+    value = record.get(key)
+    return value if value is None or type(value) is int else req_int(record, key)
 
 
 def req_float(record: Mapping[str, Any], key: str) -> float:
     value = record.get(key)
+    if type(value) is float:
+        return value
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise Malformed(f"{key} is not a number")
     return float(value)
 
 
 def opt_float(record: Mapping[str, Any], key: str) -> float | None:
-    return None if record.get(key) is None else req_float(record, key)
+    value = record.get(key)
+    return value if value is None or type(value) is float else req_float(record, key)
 
 
 def req_dict(record: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = record.get(key)
-    if not isinstance(value, dict):
-        raise Malformed(f"{key} is not an object")
-    return value
+    if isinstance(value, dict):
+        return value
+    raise Malformed(f"{key} is not an object")
 
 
 def opt_dict(record: Mapping[str, Any], key: str) -> dict[str, Any]:
     """The object under `key`, or an empty one when it is absent."""
-    return {} if record.get(key) is None else req_dict(record, key)
+    value = record.get(key)
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise Malformed(f"{key} is not an object")
 
 
 def str_list(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
