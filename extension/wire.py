@@ -104,10 +104,15 @@ def _parse_event(item: object) -> TelemetryEvent:
     time_unix_nano = parse_time_unix_nano(req_str(item, "time"))
     event_type = req_str(item, "type")
     record = item.get("record")
-    parse = _PARSERS.get(event_type)
-    if parse is None:
-        return Unknown(time_unix_nano=time_unix_nano, type=event_type, record=record)
-    return parse(time_unix_nano, record)
+    parse = _PLATFORM_PARSERS.get(event_type)
+    if parse is not None:
+        if not isinstance(record, dict):
+            raise Malformed("record is not an object")
+        return parse(time_unix_nano, record)
+    log = _LOGS.get(event_type)
+    if log is not None:
+        return log(time_unix_nano=time_unix_nano, record=_log_record(record))
+    return Unknown(time_unix_nano=time_unix_nano, type=event_type, record=record)
 
 
 def _log_record(record: object) -> str | dict[str, Any]:
@@ -133,15 +138,18 @@ def _spans(record: Mapping[str, Any]) -> tuple[PlatformSpan, ...]:
     spans = record.get("spans")
     if spans is None:
         return ()
-    if not isinstance(spans, list) or not all(isinstance(span, dict) for span in spans):
+    if not isinstance(spans, list):
         raise Malformed("spans is not a list of objects")
-    return tuple(
-        PlatformSpan(
-            name=req_str(span, "name"),
-            start_unix_nano=parse_time_unix_nano(req_str(span, "start")),
-            duration_ms=req_float(span, "durationMs"),
-        )
-        for span in spans
+    return tuple(map(_span, spans))
+
+
+def _span(span: object) -> PlatformSpan:
+    if not isinstance(span, dict):
+        raise Malformed("spans is not a list of objects")
+    return PlatformSpan(
+        name=req_str(span, "name"),
+        start_unix_nano=parse_time_unix_nano(req_str(span, "start")),
+        duration_ms=req_float(span, "durationMs"),
     )
 
 
@@ -251,27 +259,16 @@ def _logs_dropped(t: int, r: Mapping[str, Any]) -> PlatformLogsDropped:
     )
 
 
-def _record(
-    parse: Callable[[int, Mapping[str, Any]], TelemetryEvent],
-) -> Callable[[int, object], TelemetryEvent]:
-    def parse_object(time_unix_nano: int, record: object) -> TelemetryEvent:
-        if not isinstance(record, dict):
-            raise Malformed("record is not an object")
-        return parse(time_unix_nano, record)
-
-    return parse_object
-
-
-_PARSERS: dict[str, Callable[[int, object], TelemetryEvent]] = {
-    "platform.initStart": _record(_init_start),
-    "platform.initRuntimeDone": _record(_init_runtime_done),
-    "platform.initReport": _record(_init_report),
-    "platform.start": _record(_start),
-    "platform.runtimeDone": _record(_runtime_done),
-    "platform.report": _record(_report),
-    "platform.extension": _record(_extension),
-    "platform.telemetrySubscription": _record(_subscription),
-    "platform.logsDropped": _record(_logs_dropped),
-    "function": lambda t, r: FunctionLog(time_unix_nano=t, record=_log_record(r)),
-    "extension": lambda t, r: ExtensionLog(time_unix_nano=t, record=_log_record(r)),
+# Every platform record is an object, checked once in _parse_event; a log line's record is text or an object.
+_PLATFORM_PARSERS: dict[str, Callable[[int, dict[str, Any]], TelemetryEvent]] = {
+    "platform.initStart": _init_start,
+    "platform.initRuntimeDone": _init_runtime_done,
+    "platform.initReport": _init_report,
+    "platform.start": _start,
+    "platform.runtimeDone": _runtime_done,
+    "platform.report": _report,
+    "platform.extension": _extension,
+    "platform.telemetrySubscription": _subscription,
+    "platform.logsDropped": _logs_dropped,
 }
+_LOGS: dict[str, type[FunctionLog | ExtensionLog]] = {"function": FunctionLog, "extension": ExtensionLog}
