@@ -111,7 +111,7 @@ def _parse_event(item: object) -> TelemetryEvent:
         return parse(time_unix_nano, record)
     log = _LOGS.get(event_type)
     if log is not None:
-        return log(time_unix_nano=time_unix_nano, record=_log_record(record))
+        return log(time_unix_nano, _log_record(record))
     return Unknown(time_unix_nano=time_unix_nano, type=event_type, record=record)
 
 
@@ -129,9 +129,7 @@ def _tracing(record: Mapping[str, Any]) -> TraceContext | None:
         return None
     if not isinstance(tracing, dict):
         raise Malformed("tracing is not an object")
-    return TraceContext(
-        type=req_str(tracing, "type"), value=req_str(tracing, "value"), span_id=opt_str(tracing, "spanId")
-    )
+    return TraceContext(req_str(tracing, "type"), req_str(tracing, "value"), opt_str(tracing, "spanId"))
 
 
 def _spans(record: Mapping[str, Any]) -> tuple[PlatformSpan, ...]:
@@ -147,9 +145,7 @@ def _span(span: object) -> PlatformSpan:
     if not isinstance(span, dict):
         raise Malformed("spans is not a list of objects")
     return PlatformSpan(
-        name=req_str(span, "name"),
-        start_unix_nano=parse_time_unix_nano(req_str(span, "start")),
-        duration_ms=req_float(span, "durationMs"),
+        req_str(span, "name"), parse_time_unix_nano(req_str(span, "start")), req_float(span, "durationMs")
     )
 
 
@@ -194,43 +190,38 @@ def _init_report(t: int, r: Mapping[str, Any]) -> PlatformInitReport:
 
 
 def _start(t: int, r: Mapping[str, Any]) -> PlatformStart:
-    return PlatformStart(
-        time_unix_nano=t,
-        request_id=req_str(r, "requestId"),
-        version=opt_str(r, "version"),
-        tracing=_tracing(r),
-    )
+    return PlatformStart(t, req_str(r, "requestId"), opt_str(r, "version"), _tracing(r))
 
 
 def _runtime_done(t: int, r: Mapping[str, Any]) -> PlatformRuntimeDone:
     metrics = opt_dict(r, "metrics")
     return PlatformRuntimeDone(
-        time_unix_nano=t,
-        request_id=req_str(r, "requestId"),
-        status=req_str(r, "status"),
-        error_type=opt_str(r, "errorType"),
-        duration_ms=opt_float(metrics, "durationMs"),
-        produced_bytes=opt_int(metrics, "producedBytes"),
-        spans=_spans(r),
-        tracing=_tracing(r),
+        t,
+        req_str(r, "requestId"),
+        req_str(r, "status"),
+        opt_str(r, "errorType"),
+        opt_float(metrics, "durationMs"),
+        opt_int(metrics, "producedBytes"),
+        _spans(r),
+        _tracing(r),
     )
 
 
 def _report(t: int, r: Mapping[str, Any]) -> PlatformReport:
     metrics = req_dict(r, "metrics")
     return PlatformReport(
-        time_unix_nano=t,
-        request_id=req_str(r, "requestId"),
-        status=req_str(r, "status"),
-        duration_ms=req_float(metrics, "durationMs"),
-        billed_duration_ms=opt_int(metrics, "billedDurationMs"),
-        memory_size_mb=opt_int(metrics, "memorySizeMB"),
-        max_memory_used_mb=opt_int(metrics, "maxMemoryUsedMB"),
-        init_duration_ms=opt_float(metrics, "initDurationMs"),
-        restore_duration_ms=opt_float(metrics, "restoreDurationMs"),
-        error_type=opt_str(r, "errorType"),
-        spans=_spans(r),
-        tracing=_tracing(r),
+        t,
+        req_str(r, "requestId"),
+        req_str(r, "status"),
+        req_float(metrics, "durationMs"),
+        opt_int(metrics, "billedDurationMs"),
+        opt_int(metrics, "memorySizeMB"),
+        opt_int(metrics, "maxMemoryUsedMB"),
+        opt_float(metrics, "initDurationMs"),
+        opt_float(metrics, "restoreDurationMs"),
+        opt_str(r, "errorType"),
+        _spans(r),
+        _tracing(r),
     )
 
 
