@@ -22,10 +22,11 @@ _ISO_8601: Final = re.compile(
     r"(?:[.,:](\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?"
 )
-# rapid's shape exactly. The millisecond tail is read by lookup: the table holds only well-formed tails, so the
-# lookup is the check.
+# rapid's shape exactly. The millisecond and second tails are read by lookup: the tables hold only well-formed
+# tails, so the lookup is the check.
 _MILLI_NS: Final[dict[str, int]] = {f".{millis:03d}Z": millis * 1_000_000 for millis in range(1000)}
-_LAMBDA_SECOND: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})")
+_SECOND_NS: Final[dict[str, int]] = {f":{second:02d}": second * 1_000_000_000 for second in range(60)}
+_LAMBDA_MINUTE: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})")
 
 
 class Malformed(ValueError):
@@ -48,21 +49,28 @@ def lambda_time_unix_nano(text: str) -> int | None:
     return None if second is None else second + millis
 
 
-# Under load a second holds thousands of events, so its date and time are read once; a few hundred seconds are
-# more than any batch spans. A cache, not state: the result depends on the text alone.
+# Under load a second holds thousands of events, so each second is read once, and its date and time once a minute;
+# a few hundred seconds are more than any batch spans. Caches, not state: each result depends on the text alone.
 @lru_cache(maxsize=256)
 def _second_unix_nano(prefix: str) -> int | None:
-    match = _LAMBDA_SECOND.fullmatch(prefix)
+    second = _SECOND_NS.get(prefix[16:])
+    minute = _minute_unix_nano(prefix[:16])
+    return None if second is None or minute is None else minute + second
+
+
+@lru_cache(maxsize=64)
+def _minute_unix_nano(prefix: str) -> int | None:
+    match = _LAMBDA_MINUTE.fullmatch(prefix)
     if match is None:
         return None
-    year, month, day, hour, minute, second = map(int, match.groups())
-    if hour > 23 or minute > 59 or second > 59:
+    year, month, day, hour, minute = map(int, match.groups())
+    if hour > 23 or minute > 59:
         return None
     try:
         days = date(year, month, day).toordinal() - _EPOCH_DAY
     except ValueError:  # year 0, month 13, February 29th of a common year
         return None
-    return (((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000_000
+    return ((days * 24 + hour) * 60 + minute) * 60_000_000_000
 
 
 def _parse_iso_8601(text: str) -> int:
