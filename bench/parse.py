@@ -44,9 +44,16 @@ def retimed(items: list[dict[str, Any]], step: timedelta) -> list[dict[str, Any]
     return items
 
 
-def platform_events(step: timedelta | None) -> bytes:
-    """batch_of's invocations (start, runtimeDone with 3 spans, report); its times all alike unless retimed."""
+def platform_events(step: timedelta | None, *, traced: bool = False) -> bytes:
+    """batch_of's invocations (start, runtimeDone with 3 spans, report); its times all alike unless retimed, and
+    with `traced` the `tracing` Lambda adds to each record when X-Ray tracing is active."""
     items = orjson.loads(batch_of(INVOCATIONS, 0))
+    if traced:
+        for number, item in enumerate(items):
+            invocation = number // 3
+            item["record"]["tracing"] = {
+                "spanId": f"{invocation:016x}", "type": "X-Amzn-Trace-Id",
+                "value": f"Root=1-5759e988-{invocation:024x};Parent=53995c3f42cd8ad8;Sampled=1"}
     return orjson.dumps(items if step is None else retimed(items, step))
 
 
@@ -70,6 +77,7 @@ CASES: dict[str, Callable[[], bytes]] = {
     "platform events, one time (batch_of)": lambda: platform_events(None),
     "platform events, 3 ms apart": lambda: platform_events(timedelta(milliseconds=3)),
     "platform events, each time in a new second": lambda: platform_events(timedelta(seconds=1, milliseconds=7)),
+    "platform events with X-Ray tracing, 3 ms apart": lambda: platform_events(timedelta(milliseconds=3), traced=True),
     "function text lines, 1 ms apart": lambda: function_lines(text_line),
     "function JSON lines, 1 ms apart": lambda: function_lines(json_line),
 }
