@@ -8,7 +8,7 @@ LAYER ?= build/layer
 INVOCATIONS ?= 5
 TRIALS ?= 100
 
-.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup bench-signer bench-faults bench-receiver clean
+.PHONY: help venv test lint audit demo sandbox layer layer-lock layer-local bench-flush bench-startup bench-signer bench-parse bench-faults bench-receiver clean
 
 help:
 	@echo "make demo       run the sample functions in the local Lambda sandbox and show the traces"
@@ -19,6 +19,7 @@ help:
 	@echo "make layer      every layer zip (Python runtime x architecture) in dist/, with their sizes"
 	@echo "make layer-lock re-resolve the layer's wheels into layer/requirements.lock (after a dependency change)"
 	@echo "make bench-flush, bench-startup, bench-signer   the benchmarks; tables in bench/README.md"
+	@echo "make bench-parse   what parse_batch costs per event, against orjson.loads alone (bench/README.md)"
 	@echo "make phoenix    PHOENIX_PORT=<port>: the sample functions exporting to Arize Phoenix; prints the trace URLs"
 	@echo "make test-phoenix  the end-to-end test: Phoenix's REST API and its trace view in headless Chromium"
 	@echo "make bench-faults TRIALS=<n>: collector down, failing, throttling, hanging; buffer overload (bench/README.md)"
@@ -70,6 +71,9 @@ bench-startup: layer-local
 
 bench-signer: $(STAMP)
 	$(BIN)/python -m bench.signer --write
+
+bench-parse: $(STAMP)
+	$(BIN)/python -m bench.parse --write
 
 bench-faults: layer-local
 	$(BIN)/python -m bench.faults --trials $(TRIALS) --write

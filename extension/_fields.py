@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Final
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
 
 # rapid writes `2006-01-02T15:04:05.000Z`; the docs also show `12:01:23:521Z` (':' before the millis).
 # Accept 0-9 fractional digits, 'Z' or a numeric offset, and read a missing zone as UTC.
@@ -20,6 +22,11 @@ _ISO_8601: Final = re.compile(
     r"(?:[.,:](\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?"
 )
+# rapid's shape exactly. The millisecond and second tails are read by lookup: the tables hold only well-formed
+# tails, so the lookup is the check.
+_MILLI_NS: Final[dict[str, int]] = {f".{millis:03d}Z": millis * 1_000_000 for millis in range(1000)}
+_SECOND_NS: Final[dict[str, int]] = {f":{second:02d}": second * 1_000_000_000 for second in range(60)}
+_LAMBDA_MINUTE: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})")
 
 
 class Malformed(ValueError):
@@ -28,6 +35,45 @@ class Malformed(ValueError):
 
 def parse_time_unix_nano(text: str) -> int:
     """Nanoseconds since the epoch for an ISO-8601 timestamp; exact, no float rounding."""
+    fast = lambda_time_unix_nano(text)
+    return _parse_iso_8601(text) if fast is None else fast
+
+
+def lambda_time_unix_nano(text: str) -> int | None:
+    """The same for the shape rapid writes; None for any other text, and for a field out of range (the general
+    parser judges those, so that what is accepted and what each rejection says stay as they were)."""
+    millis = _MILLI_NS.get(text[19:])
+    if millis is None:
+        return None
+    second = _second_unix_nano(text[:19])
+    return None if second is None else second + millis
+
+
+# Under load a second holds thousands of events, so each second is read once, and its date and time once a minute;
+# a few hundred seconds are more than any batch spans. Caches, not state: each result depends on the text alone.
+@lru_cache(maxsize=256)
+def _second_unix_nano(prefix: str) -> int | None:
+    second = _SECOND_NS.get(prefix[16:])
+    minute = _minute_unix_nano(prefix[:16])
+    return None if second is None or minute is None else minute + second
+
+
+@lru_cache(maxsize=64)
+def _minute_unix_nano(prefix: str) -> int | None:
+    match = _LAMBDA_MINUTE.fullmatch(prefix)
+    if match is None:
+        return None
+    year, month, day, hour, minute = map(int, match.groups())
+    if hour > 23 or minute > 59:
+        return None
+    try:
+        days = date(year, month, day).toordinal() - _EPOCH_DAY
+    except ValueError:  # year 0, month 13, February 29th of a common year
+        return None
+    return ((days * 24 + hour) * 60 + minute) * 60_000_000_000
+
+
+def _parse_iso_8601(text: str) -> int:
     match = _ISO_8601.fullmatch(text.strip())
     if match is None:
         raise Malformed(f"not an ISO-8601 time: {text!r}")
@@ -44,19 +90,27 @@ def parse_time_unix_nano(text: str) -> int:
     return seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0"))
 
 
+# The readers test for the exact type orjson gives first and return at once; anything else takes the strict checks.
+
+
 def req_str(record: Mapping[str, Any], key: str) -> str:
     value = record.get(key)
-    if not isinstance(value, str):
-        raise Malformed(f"{key} is not a string")
-    return value
+    if isinstance(value, str):
+        return value
+    raise Malformed(f"{key} is not a string")
 
 
 def opt_str(record: Mapping[str, Any], key: str) -> str | None:
-    return None if record.get(key) is None else req_str(record, key)
+    value = record.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise Malformed(f"{key} is not a string")
 
 
 def req_int(record: Mapping[str, Any], key: str) -> int:
     value = record.get(key)
+    if type(value) is int:  # not isinstance: a bool is an int too, and never a count
+        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, int) or isinstance(value, bool):
@@ -65,30 +119,39 @@ def req_int(record: Mapping[str, Any], key: str) -> int:
 
 
 def opt_int(record: Mapping[str, Any], key: str) -> int | None:
-    return None if record.get(key) is None else req_int(record, key)
+    value = record.get(key)
+    return value if value is None or type(value) is int else req_int(record, key)
 
 
 def req_float(record: Mapping[str, Any], key: str) -> float:
     value = record.get(key)
+    if type(value) is float:
+        return value
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise Malformed(f"{key} is not a number")
     return float(value)
 
 
 def opt_float(record: Mapping[str, Any], key: str) -> float | None:
-    return None if record.get(key) is None else req_float(record, key)
+    value = record.get(key)
+    return value if value is None or type(value) is float else req_float(record, key)
 
 
 def req_dict(record: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = record.get(key)
-    if not isinstance(value, dict):
-        raise Malformed(f"{key} is not an object")
-    return value
+    if isinstance(value, dict):
+        return value
+    raise Malformed(f"{key} is not an object")
 
 
 def opt_dict(record: Mapping[str, Any], key: str) -> dict[str, Any]:
     """The object under `key`, or an empty one when it is absent."""
-    return {} if record.get(key) is None else req_dict(record, key)
+    value = record.get(key)
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise Malformed(f"{key} is not an object")
 
 
 def str_list(record: Mapping[str, Any], key: str) -> tuple[str, ...]:

@@ -104,10 +104,15 @@ def _parse_event(item: object) -> TelemetryEvent:
     time_unix_nano = parse_time_unix_nano(req_str(item, "time"))
     event_type = req_str(item, "type")
     record = item.get("record")
-    parse = _PARSERS.get(event_type)
-    if parse is None:
-        return Unknown(time_unix_nano=time_unix_nano, type=event_type, record=record)
-    return parse(time_unix_nano, record)
+    parse = _PLATFORM_PARSERS.get(event_type)
+    if parse is not None:
+        if not isinstance(record, dict):
+            raise Malformed("record is not an object")
+        return parse(time_unix_nano, record)
+    log = _LOGS.get(event_type)
+    if log is not None:
+        return log(time_unix_nano, _log_record(record))
+    return Unknown(time_unix_nano=time_unix_nano, type=event_type, record=record)
 
 
 def _log_record(record: object) -> str | dict[str, Any]:
@@ -124,24 +129,23 @@ def _tracing(record: Mapping[str, Any]) -> TraceContext | None:
         return None
     if not isinstance(tracing, dict):
         raise Malformed("tracing is not an object")
-    return TraceContext(
-        type=req_str(tracing, "type"), value=req_str(tracing, "value"), span_id=opt_str(tracing, "spanId")
-    )
+    return TraceContext(req_str(tracing, "type"), req_str(tracing, "value"), opt_str(tracing, "spanId"))
 
 
 def _spans(record: Mapping[str, Any]) -> tuple[PlatformSpan, ...]:
     spans = record.get("spans")
     if spans is None:
         return ()
-    if not isinstance(spans, list) or not all(isinstance(span, dict) for span in spans):
+    if not isinstance(spans, list):
         raise Malformed("spans is not a list of objects")
-    return tuple(
-        PlatformSpan(
-            name=req_str(span, "name"),
-            start_unix_nano=parse_time_unix_nano(req_str(span, "start")),
-            duration_ms=req_float(span, "durationMs"),
-        )
-        for span in spans
+    return tuple(map(_span, spans))
+
+
+def _span(span: object) -> PlatformSpan:
+    if not isinstance(span, dict):
+        raise Malformed("spans is not a list of objects")
+    return PlatformSpan(
+        req_str(span, "name"), parse_time_unix_nano(req_str(span, "start")), req_float(span, "durationMs")
     )
 
 
@@ -186,43 +190,38 @@ def _init_report(t: int, r: Mapping[str, Any]) -> PlatformInitReport:
 
 
 def _start(t: int, r: Mapping[str, Any]) -> PlatformStart:
-    return PlatformStart(
-        time_unix_nano=t,
-        request_id=req_str(r, "requestId"),
-        version=opt_str(r, "version"),
-        tracing=_tracing(r),
-    )
+    return PlatformStart(t, req_str(r, "requestId"), opt_str(r, "version"), _tracing(r))
 
 
 def _runtime_done(t: int, r: Mapping[str, Any]) -> PlatformRuntimeDone:
     metrics = opt_dict(r, "metrics")
     return PlatformRuntimeDone(
-        time_unix_nano=t,
-        request_id=req_str(r, "requestId"),
-        status=req_str(r, "status"),
-        error_type=opt_str(r, "errorType"),
-        duration_ms=opt_float(metrics, "durationMs"),
-        produced_bytes=opt_int(metrics, "producedBytes"),
-        spans=_spans(r),
-        tracing=_tracing(r),
+        t,
+        req_str(r, "requestId"),
+        req_str(r, "status"),
+        opt_str(r, "errorType"),
+        opt_float(metrics, "durationMs"),
+        opt_int(metrics, "producedBytes"),
+        _spans(r),
+        _tracing(r),
     )
 
 
 def _report(t: int, r: Mapping[str, Any]) -> PlatformReport:
     metrics = req_dict(r, "metrics")
     return PlatformReport(
-        time_unix_nano=t,
-        request_id=req_str(r, "requestId"),
-        status=req_str(r, "status"),
-        duration_ms=req_float(metrics, "durationMs"),
-        billed_duration_ms=opt_int(metrics, "billedDurationMs"),
-        memory_size_mb=opt_int(metrics, "memorySizeMB"),
-        max_memory_used_mb=opt_int(metrics, "maxMemoryUsedMB"),
-        init_duration_ms=opt_float(metrics, "initDurationMs"),
-        restore_duration_ms=opt_float(metrics, "restoreDurationMs"),
-        error_type=opt_str(r, "errorType"),
-        spans=_spans(r),
-        tracing=_tracing(r),
+        t,
+        req_str(r, "requestId"),
+        req_str(r, "status"),
+        req_float(metrics, "durationMs"),
+        opt_int(metrics, "billedDurationMs"),
+        opt_int(metrics, "memorySizeMB"),
+        opt_int(metrics, "maxMemoryUsedMB"),
+        opt_float(metrics, "initDurationMs"),
+        opt_float(metrics, "restoreDurationMs"),
+        opt_str(r, "errorType"),
+        _spans(r),
+        _tracing(r),
     )
 
 
@@ -251,27 +250,16 @@ def _logs_dropped(t: int, r: Mapping[str, Any]) -> PlatformLogsDropped:
     )
 
 
-def _record(
-    parse: Callable[[int, Mapping[str, Any]], TelemetryEvent],
-) -> Callable[[int, object], TelemetryEvent]:
-    def parse_object(time_unix_nano: int, record: object) -> TelemetryEvent:
-        if not isinstance(record, dict):
-            raise Malformed("record is not an object")
-        return parse(time_unix_nano, record)
-
-    return parse_object
-
-
-_PARSERS: dict[str, Callable[[int, object], TelemetryEvent]] = {
-    "platform.initStart": _record(_init_start),
-    "platform.initRuntimeDone": _record(_init_runtime_done),
-    "platform.initReport": _record(_init_report),
-    "platform.start": _record(_start),
-    "platform.runtimeDone": _record(_runtime_done),
-    "platform.report": _record(_report),
-    "platform.extension": _record(_extension),
-    "platform.telemetrySubscription": _record(_subscription),
-    "platform.logsDropped": _record(_logs_dropped),
-    "function": lambda t, r: FunctionLog(time_unix_nano=t, record=_log_record(r)),
-    "extension": lambda t, r: ExtensionLog(time_unix_nano=t, record=_log_record(r)),
+# Every platform record is an object, checked once in _parse_event; a log line's record is text or an object.
+_PLATFORM_PARSERS: dict[str, Callable[[int, dict[str, Any]], TelemetryEvent]] = {
+    "platform.initStart": _init_start,
+    "platform.initRuntimeDone": _init_runtime_done,
+    "platform.initReport": _init_report,
+    "platform.start": _start,
+    "platform.runtimeDone": _runtime_done,
+    "platform.report": _report,
+    "platform.extension": _extension,
+    "platform.telemetrySubscription": _subscription,
+    "platform.logsDropped": _logs_dropped,
 }
+_LOGS: dict[str, type[FunctionLog | ExtensionLog]] = {"function": FunctionLog, "extension": ExtensionLog}
