@@ -64,8 +64,11 @@ class Buffer(Generic[T]):
         self._shed()
 
     def extend(self, items: Iterable[T]) -> None:
-        for item in items:
-            self.append(item)
+        """append() each item; the bounds hold afterwards as they would after each (the newest items stay)."""
+        sized = [(item, self._size_of(item)) for item in items]
+        self._items.extend(sized)
+        self._bytes += sum(size for _, size in sized)
+        self._shed()
 
     def drain(self, max_items: int | None = None) -> list[T]:
         """Remove and return up to `max_items` of the oldest items (all of them by default)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from extension.buffer import Buffer
 from extension.export import protobuf
@@ -113,3 +115,20 @@ def test_the_span_size_estimate_is_close_to_the_encoded_size() -> None:
                          resource=resource)
         encoded = len(protobuf.span_bytes(span))
         assert 0.5 * encoded <= estimate_span_bytes(span) <= 2 * encoded, (attributes, encoded)
+
+
+@given(sizes=st.lists(st.integers(min_value=1, max_value=50), max_size=60),
+       max_items=st.integers(min_value=1, max_value=20), max_bytes=st.integers(min_value=1, max_value=200),
+       split=st.integers(min_value=0, max_value=60))
+def test_extend_keeps_what_appending_one_by_one_keeps(sizes: list[int], max_items: int, max_bytes: int,
+                                                     split: int) -> None:
+    items = list(enumerate(sizes))
+    one_by_one = Buffer[tuple[int, int]](max_items, max_bytes=max_bytes, size_of=lambda item: item[1])
+    at_once = Buffer[tuple[int, int]](max_items, max_bytes=max_bytes, size_of=lambda item: item[1])
+    for item in items:
+        one_by_one.append(item)
+    at_once.extend(items[:split])
+    at_once.extend(items[split:])
+
+    assert (at_once.dropped, at_once.size_bytes) == (one_by_one.dropped, one_by_one.size_bytes)
+    assert at_once.drain() == one_by_one.drain()
