@@ -65,7 +65,7 @@ def _receive(request: Request, signal: Signal, forward: Forward) -> Reply:
     except BadOTLPBody as error:
         return Reply.text(400, str(error))
     forward(message)  # never raises: a bad request must not stop the good ones
-    answer, answer_type = export_response(signal, content_type)
+    answer, answer_type = export_response(content_type)
     return Reply(200, answer, {"content-type": answer_type})
 
 

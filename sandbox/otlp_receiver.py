@@ -308,7 +308,7 @@ def _reset_connection(request: web.BaseRequest) -> None:
 
 
 def _export_response(signal: Signal, content_type: str) -> web.Response:
-    body, answer_type = decode.export_response(_SIGNALS[signal], content_type)
+    body, answer_type = decode.export_response(content_type)
     return web.Response(body=body, content_type=answer_type)
 
 

@@ -9,22 +9,12 @@ from typing import Final, TypeAlias
 
 import orjson
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from extension.config import Signal
 from extension.errors import BadOTLPBody, OTLPBodyTooLarge
-from extension.export import otlp_json
 
 PROTOBUF: Final = "application/x-protobuf"
 JSON: Final = "application/json"
@@ -32,17 +22,11 @@ CONTENT_TYPES: Final = (PROTOBUF, JSON)
 ENCODINGS: Final = ("", "identity", "gzip")
 
 ExportRequest: TypeAlias = ExportTraceServiceRequest | ExportLogsServiceRequest | ExportMetricsServiceRequest
-ExportResponse: TypeAlias = ExportTraceServiceResponse | ExportLogsServiceResponse | ExportMetricsServiceResponse
 
 NEW_REQUEST: Final[Mapping[Signal, Callable[[], ExportRequest]]] = {
     "traces": ExportTraceServiceRequest,
     "logs": ExportLogsServiceRequest,
     "metrics": ExportMetricsServiceRequest,
-}
-NEW_RESPONSE: Final[Mapping[Signal, Callable[[], ExportResponse]]] = {
-    "traces": ExportTraceServiceResponse,
-    "logs": ExportLogsServiceResponse,
-    "metrics": ExportMetricsServiceResponse,
 }
 
 
@@ -83,13 +67,13 @@ def decode_export_request(signal: Signal, content_type: str, body: bytes) -> Exp
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise BadOTLPBody(f"invalid JSON body: {exc}") from None
+        from extension.export import otlp_json  # protobuf's JSON support: only a function that sends JSON pays for it
+
         return otlp_json.from_document(document, NEW_REQUEST[signal]())
     raise ValueError(f"unsupported content type {content_type!r}")
 
 
-def export_response(signal: Signal, content_type: str) -> tuple[bytes, str]:
-    """An empty Export*ServiceResponse (full success) in the request's content type: the body and its type."""
-    response = NEW_RESPONSE[signal]()
-    if content_type == JSON:
-        return orjson.dumps(otlp_json.to_document(response)), JSON
-    return response.SerializeToString(), PROTOBUF
+def export_response(content_type: str) -> tuple[bytes, str]:
+    """An empty Export*ServiceResponse (full success, the same for every signal) in the request's content type:
+    the body and its type. An empty message is no bytes at all in protobuf, and {} in proto3 JSON."""
+    return (b"{}", JSON) if content_type == JSON else (b"", PROTOBUF)

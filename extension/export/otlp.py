@@ -19,7 +19,7 @@ import orjson
 from extension import __version__, forwarded
 from extension.config import Compression, OTLPProtocol, SignalExport
 from extension.errors import TransportError
-from extension.export import json_body, otlp_json, protobuf
+from extension.export import json_body, protobuf
 from extension.export.retry import RETRYABLE_STATUS
 from extension.export.transport import Response, Transport
 from extension.forwarded import Forwarded
@@ -70,6 +70,8 @@ class Codec(Generic[T]):
         if protocol == "http/json":
             document = self.json(own)
             if theirs:
+                from extension.export import otlp_json  # protobuf's JSON support, for http/json alone
+
                 groups = otlp_json.to_document(self._forwarded(theirs))
                 document[self.shape.document_key].extend(groups.get(self.shape.document_key, []))
             return orjson.dumps(document)

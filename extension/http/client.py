@@ -2,7 +2,7 @@
 start, and the secrets' AWS calls.
 
 One request at a time per connection, bodies sent with Content-Length, answers read whole up to a limit. TLS
-with the system's trust store for https (ssl is imported, and its context made, on the first https request).
+with the system's trust store for https (its context is made, and the store read, on the first https request).
 No proxies, no redirects, no cookies: none is wanted for an OTLP endpoint or an AWS API.
 """
 
@@ -162,7 +162,7 @@ class HTTPClient:
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
-            import ssl  # only an https endpoint pays for it: about 10 ms of imports and the trust store's load
+            import ssl  # loaded already (asyncio imports it); only an https endpoint pays for reading the store
 
             self._tls = ssl.create_default_context()
         return self._tls

@@ -124,3 +124,22 @@ def test_the_receiver_port_is_read_as_the_settings_read_it() -> None:
     assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "4400"}) == 4400
     # A bad value: the strict settings report it and the extension stays in pass-through.
     assert bootstrap.receiver_port({"OTEL_LAMBDA_RECEIVER_PORT": "many"}) == DEFAULT_RECEIVER_PORT
+
+
+# What the extension must not load at start, with the default settings: libraries it has replaced (the SDK and
+# its encoders, aiohttp, structlog, botocore), and protobuf's JSON support, which only OTLP/JSON needs. Each would
+# cost every cold start imports and memory for nothing.
+NOT_AT_START = ("aiohttp", "opentelemetry.sdk", "opentelemetry.exporter", "structlog", "botocore",
+                "google.protobuf.json_format")
+
+
+def test_the_imports_after_the_first_next_leave_out_what_the_extension_does_not_use() -> None:
+    probe = textwrap.dedent("""
+        import json, sys
+        from extension import app, cli, config, log  # what cli.main imports after the first `next`
+        print(json.dumps(sorted(sys.modules)))
+    """)
+    done = subprocess.run([sys.executable, "-E", "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert [name for name in loaded if name.startswith(NOT_AT_START)] == []
