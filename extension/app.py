@@ -130,7 +130,7 @@ class RandomIds:
     """Random, non-zero trace and span ids, as the W3C trace context asks (it fits builders.IdGenerator)."""
 
     def __init__(self) -> None:
-        # Ids need to be unique, not unpredictable; a private generator keeps the function's `random` state alone.
+        # Ids need to be unique, not unpredictable: a generator seeded from the OS at start is enough.
         self._random = random.Random()  # noqa: S311 -- ids, not secrets
 
     def generate_trace_id(self) -> int:
