@@ -118,6 +118,22 @@ async def test_the_functions_spans_leave_with_the_flush_under_the_invocation_spa
     assert sent["query"].parent_span_id == sent["handler"].span_id
 
 
+async def test_at_a_cold_start_what_came_before_the_invoke_was_read_still_joins_its_invocation() -> None:
+    """The receiver may serve the function's first export before the extension has read the INVOKE it belongs
+    to (both waited in socket queues while the extension was importing)."""
+    pipeline, spans, _, _ = build()
+    pipeline.forward(the_functions_request())
+    pipeline.note_invoke(Invoke(request_id=REQUEST_ID, deadline_ms=1, invoked_function_arn="arn",
+                                tracing=TraceContext(type="X-Amzn-Trace-Id", value=HEADER)))
+    pipeline.accept(batch(START, DONE))
+
+    await pipeline.flush(deadline=float("inf"))
+
+    sent = sent_spans(spans)
+    assert sent["handler"].parent_span_id == sent["shop"].span_id == bytes.fromhex("54565fb41ac79632")
+    assert sent["query"].parent_span_id == sent["handler"].span_id
+
+
 async def test_log_records_and_metrics_go_to_their_own_buffers() -> None:
     pipeline, _, logs, metrics = build()
     pipeline.forward(ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(

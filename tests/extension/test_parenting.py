@@ -60,6 +60,44 @@ def test_a_log_record_written_in_the_invocations_context_moves_too() -> None:
     assert int.from_bytes(loose.span_id, "big") == 0x1111 and int.from_bytes(inside.span_id, "big") == 0xAAAA
 
 
+def test_what_arrives_before_its_invoke_is_read_still_moves() -> None:
+    """At a cold start the receiver may serve the function's first export before the INVOKE is read, and
+    platform.start may come before it too."""
+    for order in (["expect", "started"], ["started", "expect"]):
+        parenting = Parenting()
+        root, log = span(PARENT), LogRecord(trace_id=ROOT.to_bytes(16, "big"), span_id=PARENT.to_bytes(8, "big"))
+        parenting.spans([root])
+        parenting.log_records([log])
+        for step in order:
+            parenting.expect(HEADER) if step == "expect" else parenting.started(INVOCATION)
+
+        assert parent_of(root) == 0x1111 and int.from_bytes(log.span_id, "big") == 0x1111, order
+        assert parenting.adopted == 2
+
+
+def test_what_arrives_for_a_key_no_invoke_names_is_kept_for_a_while_only() -> None:
+    parenting = Parenting(max_unclaimed=3)
+    early = [span(PARENT) for _ in range(2)]
+    parenting.spans(early)
+    parenting.spans([span(0xAAAA, span_id=0xBBBB) for _ in range(2)])  # the function's child spans: never named
+
+    parenting.expect(HEADER)
+    parenting.started(INVOCATION)
+
+    assert [parent_of(s) for s in early] == [PARENT, PARENT]  # pushed out of the window before their INVOKE
+    assert parenting._unclaimed_count == 2 <= 3 and parenting.adopted == 0
+
+
+def test_unclaimed_items_of_an_unsampled_invocation_are_left_alone() -> None:
+    parenting = Parenting()
+    unsampled = span(PARENT)
+    parenting.spans([unsampled])
+    parenting.expect(HEADER.replace("Sampled=1", "Sampled=0"))
+    parenting.started(TraceIds(trace_id=ROOT, span_id=0x1111, remote_parent_id=PARENT, sampled=False))
+
+    assert parent_of(unsampled) == PARENT and parenting._unclaimed_count == 0
+
+
 def test_a_reused_header_belongs_to_the_latest_invocation() -> None:
     parenting = Parenting()
     parenting.expect(HEADER)
