@@ -331,6 +331,24 @@ async def test_https_with_the_servers_certificate_checked(certificate: tuple[Pat
     assert answer.body == b"secure"
 
 
+async def test_a_private_ca_is_trusted_through_ssl_cert_file(certificate: tuple[Path, Path],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenSSL's own variable, which the extension inherits from the function's environment: a collector behind a
+    private CA needs no setting of ours."""
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(body=b"trusted")
+
+    async with aiohttp_server(hello, server_tls) as (base, _), HTTPClient() as client:
+        answer = await client.request("GET", base, timeout_s=5)
+
+    assert answer.body == b"trusted"
+
+
 async def test_the_fast_starts_socket_queue_is_served() -> None:
     """Connections made before serve() starts (the kernel queues them on the listening socket) are answered."""
     listener = bind_listener("127.0.0.1", 0)
