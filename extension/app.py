@@ -109,6 +109,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
                                 metering=_metering(config, headers.signals["metrics"], out, assembler),
                                 breaker_state=out.worst_breaker_state)
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
+            pipeline.on_backlog = flusher.kick
             assert started.listener is not None  # noqa: S101 -- for mypy: `subscribed` implies a listener
             async with serve(listener.routes(pipeline.accept, started.listener_path), started.listener,
                              max_body_bytes=listener.MAX_BODY_BYTES), \

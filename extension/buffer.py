@@ -57,6 +57,12 @@ class Buffer(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def half_full(self) -> bool:
+        """Half of either bound is taken: time to send, before the bound starts dropping."""
+        return 2 * len(self._items) >= self._max_items or (
+            self._max_bytes is not None and 2 * self._bytes >= self._max_bytes)
+
     def append(self, item: T) -> None:
         size = self._size_of(item)
         self._items.append((item, size))

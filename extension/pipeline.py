@@ -101,6 +101,9 @@ class Pipeline:
         self._metrics_refusals = _Every(REFUSAL_LOG_INTERVAL_S)
         self._closing = False
         self.batches = 0
+        self.on_backlog: Callable[[], None] | None = None
+        """Called when a buffer is half full (the composition root hands it Flusher.kick): a function that makes
+        spans faster than the flush policy sends them would otherwise lose the oldest before the next flush."""
 
     def accept(self, raw: bytes) -> None:
         batch = parse_batch(raw)
@@ -120,6 +123,7 @@ class Pipeline:
             elif isinstance(event, PlatformStart):
                 self._parenting.started(self._assembler.ids_of(event.request_id))
         self._changed.set()
+        self._note_backlog()
 
     def forward(self, request: ExportRequest) -> None:
         """What the function sent to the receiver: into the same buffers as ours, its root spans under their
@@ -134,6 +138,16 @@ class Pipeline:
             self._logs.outbox.buffer.extend(records)
         elif isinstance(request, ExportMetricsServiceRequest) and self._metering is not None:
             self._metering.forward(forwarded.split(request, forwarded.METRICS))
+        self._note_backlog()
+
+    def _note_backlog(self) -> None:
+        buffers: list[Buffer[Any]] = [self._spans.buffer]
+        if self._logs is not None:
+            buffers.append(self._logs.outbox.buffer)
+        if self._metering is not None:
+            buffers.append(self._metering.forwarded)
+        if self.on_backlog is not None and any(buffer.half_full for buffer in buffers):
+            self.on_backlog()
 
     @property
     def pending(self) -> int:

@@ -95,6 +95,19 @@ def test_requeue_under_a_byte_bound_drops_the_oldest_requeued() -> None:
     assert buffer.drain() == ["old3", "new1", "new2"] and buffer.dropped == 2
 
 
+def test_half_full_is_half_of_either_bound() -> None:
+    by_count = Buffer[int](4)
+    by_count.extend([1])
+    assert not by_count.half_full
+    by_count.extend([2])
+    assert by_count.half_full
+    by_bytes = Buffer[int](100, max_bytes=10, size_of=lambda item: item)
+    by_bytes.extend([4])
+    assert not by_bytes.half_full
+    by_bytes.extend([1])
+    assert by_bytes.half_full
+
+
 def test_a_byte_bound_needs_a_size() -> None:
     with pytest.raises(ValueError, match="size_of"):
         Buffer[str](10, max_bytes=100)

@@ -81,7 +81,7 @@ def the_functions_request() -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[root, child])])])
 
 
-def build() -> tuple[Pipeline, Exporter, Exporter, Exporter]:
+def build(span_buffer: int = 100) -> tuple[Pipeline, Exporter, Exporter, Exporter]:
     resource = lambda_resource(service_name="shop", function_name="shop")
     assembler = SpanAssembler(resource=resource, function_name="shop", ids=Ids())
     spans, logs, metrics = (Exporter(TRACES, ExportTraceServiceRequest), Exporter(LOGS, ExportLogsServiceRequest),
@@ -90,7 +90,7 @@ def build() -> tuple[Pipeline, Exporter, Exporter, Exporter]:
                          outbox=Outbox(Buffer[Any](100), logs, max_per_export=100))
     metering = Metering(metrics, platform=PlatformMetrics("delta"), health=ExtensionHealth("delta"),
                         resource=lambda: resource, interval_s=3600)
-    pipeline = Pipeline(assembler, Buffer[SpanData | Forwarded[Span]](100), spans, logs=records,
+    pipeline = Pipeline(assembler, Buffer[SpanData | Forwarded[Span]](span_buffer), spans, logs=records,
                         metering=metering)
     return pipeline, spans, logs, metrics
 
@@ -132,6 +132,20 @@ async def test_at_a_cold_start_what_came_before_the_invoke_was_read_still_joins_
     sent = sent_spans(spans)
     assert sent["handler"].parent_span_id == sent["shop"].span_id == bytes.fromhex("54565fb41ac79632")
     assert sent["query"].parent_span_id == sent["handler"].span_id
+
+
+async def test_a_half_full_buffer_asks_for_a_flush_before_it_drops_anything() -> None:
+    """A function that makes spans faster than the flush policy sends them: the background flush is woken."""
+    pipeline, _, _, _ = build(span_buffer=8)
+    kicks: list[None] = []
+    pipeline.on_backlog = lambda: kicks.append(None)
+
+    pipeline.forward(the_functions_request())  # 2 of 8
+    pipeline.accept(batch(START, DONE))  # the invocation span and nothing else: 3 of 8
+    assert kicks == []
+    pipeline.forward(the_functions_request())  # 5 of 8
+
+    assert len(kicks) == 1 and pipeline.pending == 5
 
 
 async def test_log_records_and_metrics_go_to_their_own_buffers() -> None:
