@@ -1,9 +1,9 @@
 """The extension's own log: one JSON line on stdout per flush or per problem, and never an exception for it.
 
-Our own instead of structlog, whose imports cost the cold start about 60 ms: what we need is a level check, a
-timestamp and orjson. Every line is `event`, `level`, `timestamp` (ISO 8601 UTC), `extension` once configured,
-then the fields, the key names structlog wrote. Only the standard library modules that orjson loads anyway, and
-no `typing` at run time.
+Our own instead of structlog, whose imports cost the cold start about 12 ms beside the extension's other modules
+(60 ms on their own): what we need is a level check, a timestamp and orjson. Every line is `event`, `level`,
+`timestamp` (ISO 8601 UTC), `extension` once configured, then the fields, the key names structlog wrote. Only the
+standard library modules that orjson loads anyway, and no `typing` at run time.
 """
 
 from __future__ import annotations
