@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable
 from typing import Any, Final
 
+from extension.export.protobuf import CUMULATIVE, DELTA, INT64, SPAN_KINDS, STATUS_CODE_ERROR, span_flags
 from extension.telemetry import (
     SCOPE_NAME,
     SCOPE_VERSION,
@@ -30,9 +31,7 @@ from extension.telemetry import (
 
 Document = dict[str, Any]
 
-_KINDS: Final = {"internal": 1, "server": 2}
 _SCOPE: Final[Document] = {"name": SCOPE_NAME, "version": SCOPE_VERSION}
-_INT64: Final = range(-(1 << 63), 1 << 63)
 _UINT64: Final = range(1 << 64)
 
 
@@ -79,7 +78,7 @@ def _any_value(value: Scalar | None) -> Document:
         value.encode()  # a lone surrogate cannot be sent: raise here, as the protobuf encoder does
         return {"stringValue": value}
     if isinstance(value, int):
-        return {"intValue": _decimal(value, _INT64)}
+        return {"intValue": _decimal(value, INT64)}
     return {"doubleValue": _double(value)}
 
 
@@ -103,12 +102,12 @@ def _span(span: SpanData) -> Document:
     document: Document = {"traceId": f"{span.trace_id:032x}", "spanId": f"{span.span_id:016x}"}
     if span.parent_span_id is not None:
         document["parentSpanId"] = f"{span.parent_span_id:016x}"
-    document |= {"name": span.name, "kind": _KINDS[span.kind], "startTimeUnixNano": _time(span.start_unix_nano),
+    document |= {"name": span.name, "kind": SPAN_KINDS[span.kind], "startTimeUnixNano": _time(span.start_unix_nano),
                  "endTimeUnixNano": _time(span.end_unix_nano)}
     if span.attributes:
         document["attributes"] = _attributes(span.attributes)
-    document["status"] = {} if span.error is None else {"message": span.error, "code": 2}
-    document["flags"] = 0x300 if span.parent_span_id is not None and span.parent_is_remote else 0x100
+    document["status"] = {} if span.error is None else {"message": span.error, "code": STATUS_CODE_ERROR}
+    document["flags"] = span_flags(span)
     return document
 
 
@@ -139,7 +138,7 @@ def _metric(point: MetricPoint, window: MetricsWindow) -> Document:
     if point.unit:
         document["unit"] = point.unit
     times = {"startTimeUnixNano": _time(window.start_unix_nano), "timeUnixNano": _time(window.time_unix_nano)}
-    temporality = 2 if window.cumulative else 1
+    temporality = CUMULATIVE if window.cumulative else DELTA
     if isinstance(point, SumPoint):
         document["sum"] = {"dataPoints": [times | _number(point.value)], "aggregationTemporality": temporality}
         if point.monotonic:
@@ -153,7 +152,7 @@ def _metric(point: MetricPoint, window: MetricsWindow) -> Document:
 
 def _number(value: float) -> Document:
     if isinstance(value, int) and not isinstance(value, bool):
-        return {"asInt": _decimal(value, _INT64)}
+        return {"asInt": _decimal(value, INT64)}
     return {"asDouble": _double(value)}
 
 

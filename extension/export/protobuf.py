@@ -13,7 +13,7 @@ that is not valid Unicode. The exporter leaves such items out and sends the rest
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Final
 
@@ -36,18 +36,18 @@ from extension.telemetry import (
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 _SMALL: Final = tuple(bytes((n,)) for n in range(0x80))
 _U64: Final = 1 << 64
-_INT64: Final = range(-(1 << 63), 1 << 63)
+INT64: Final = range(-(1 << 63), 1 << 63)
 _pack_u64: Final = struct.Struct("<Q").pack
 _pack_f64: Final = struct.Struct("<d").pack
 _pack_u32: Final = struct.Struct("<I").pack
 
-# Span.SpanKind, Status.StatusCode and SpanFlags of trace.proto.
-_KINDS: Final = {"internal": 1, "server": 2}
-_STATUS_ERROR: Final = 2
-_FLAGS_HAS_IS_REMOTE: Final = 0x100
+# The .proto files' enum values, which OTLP/JSON writes as numbers too (json_body uses these): Span.SpanKind and
+# Status.StatusCode of trace.proto, AggregationTemporality of metrics.proto.
+SPAN_KINDS: Final = {"internal": 1, "server": 2}
+STATUS_CODE_ERROR: Final = 2
+DELTA, CUMULATIVE = 1, 2
+_FLAGS_HAS_IS_REMOTE: Final = 0x100  # SpanFlags
 _FLAGS_IS_REMOTE: Final = 0x200
-# AggregationTemporality of metrics.proto.
-_DELTA, _CUMULATIVE = 1, 2
 # Attribute encodings are memoised: most keys and many values repeat from span to span (status, cold start,
 # phase names); the memo is emptied when full rather than tracked per entry.
 _MAX_MEMO: Final = 4096
@@ -82,7 +82,7 @@ def _fixed64(field_tag: bytes, value: int) -> bytes:
 
 
 def _int64(value: int) -> bytes:
-    if value not in _INT64:
+    if value not in INT64:
         raise OverflowError(f"{value} does not fit an int64")
     return varint(value % _U64)  # negative values take ten bytes, as two's complement
 
@@ -156,40 +156,34 @@ _SCOPE: Final = length_delimited(_SCOPE_GROUP_SCOPE,
                                  _string(_SCOPE_NAME, SCOPE_NAME) + _string(_SCOPE_VERSION, SCOPE_VERSION))
 
 
-def _request(groups: Sequence[tuple[Resource, Sequence[bytes]]]) -> bytes:
-    """An Export*ServiceRequest of encoded items: one resource group each, all under our scope."""
+def _request(groups: Iterable[tuple[Resource, Iterable[bytes]]]) -> bytes:
+    """An Export*ServiceRequest of items encoded on the way (generators): one resource group each, all under our
+    scope. A struct.error (a time or count outside its fixed64) becomes the ValueError every other bad value
+    raises."""
     out = []
-    for resource, encoded in groups:
-        scope_group = _SCOPE + b"".join([_SCOPE_GROUP_ITEMS + varint(len(item)) + item for item in encoded])
-        out.append(length_delimited(_REQUEST_GROUPS,
-                                    _resource(resource) + length_delimited(_GROUP_SCOPES, scope_group)))
+    try:
+        for resource, encoded in groups:
+            scope_group = _SCOPE + b"".join([_SCOPE_GROUP_ITEMS + varint(len(item)) + item for item in encoded])
+            out.append(length_delimited(_REQUEST_GROUPS,
+                                        _resource(resource) + length_delimited(_GROUP_SCOPES, scope_group)))
+    except struct.error as exc:
+        raise ValueError(str(exc)) from exc
     return b"".join(out)
 
 
 def encode_spans(spans: Iterable[SpanData]) -> bytes:
     """An ExportTraceServiceRequest."""
-    try:
-        return _request([(resource, [span_bytes(span) for span in group]) for resource, group in by_resource(spans)])
-    except struct.error as exc:  # a time outside fixed64
-        raise ValueError(str(exc)) from exc
+    return _request((resource, (span_bytes(span) for span in group)) for resource, group in by_resource(spans))
 
 
 def encode_logs(records: Iterable[LogData]) -> bytes:
     """An ExportLogsServiceRequest."""
-    try:
-        return _request([(resource, [log_bytes(record) for record in group])
-                         for resource, group in by_resource(records)])
-    except struct.error as exc:
-        raise ValueError(str(exc)) from exc
+    return _request((resource, (log_bytes(record) for record in group)) for resource, group in by_resource(records))
 
 
 def encode_metrics(windows: Iterable[MetricsWindow]) -> bytes:
     """An ExportMetricsServiceRequest: a resource group per window, as each window is its own collection."""
-    try:
-        return _request([(window.resource, [_metric(point, window) for point in window.points])
-                         for window in windows])
-    except struct.error as exc:
-        raise ValueError(str(exc)) from exc
+    return _request((window.resource, (_metric(point, window) for point in window.points)) for window in windows)
 
 
 _name_memo: dict[str, bytes] = {}
@@ -197,9 +191,9 @@ _name_memo: dict[str, bytes] = {}
 _TRACE_ID_HEAD: Final = _SPAN_TRACE_ID + b"\x10"
 _SPAN_ID_HEAD: Final = _SPAN_SPAN_ID + b"\x08"
 _PARENT_ID_HEAD: Final = _SPAN_PARENT_ID + b"\x08"
-_KIND_FIELDS: Final = {kind: _SPAN_KIND + _SMALL[number] for kind, number in _KINDS.items()}
-_LOCAL_PARENT_FLAGS: Final = _SPAN_FLAGS + _pack_u32(_FLAGS_HAS_IS_REMOTE)
-_REMOTE_PARENT_FLAGS: Final = _SPAN_FLAGS + _pack_u32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
+_KIND_FIELDS: Final = {kind: _SPAN_KIND + _SMALL[number] for kind, number in SPAN_KINDS.items()}
+_FLAGS_FIELDS: Final = {flags: _SPAN_FLAGS + _pack_u32(flags)
+                         for flags in (_FLAGS_HAS_IS_REMOTE, _FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)}
 # start_time_unix_nano and end_time_unix_nano, tags included (one-byte tags, as their field numbers are below 16)
 _pack_times: Final = struct.Struct("<BQBQ").pack
 _START_TAG, _END_TAG = 7 << 3 | _FIXED64, 8 << 3 | _FIXED64
@@ -224,10 +218,15 @@ def span_bytes(span: SpanData) -> bytes:
         parts.append(_UNSET_STATUS)
     else:
         parts.append(length_delimited(_SPAN_STATUS,
-                                      _string(_STATUS_MESSAGE, span.error) + _STATUS_CODE + _SMALL[_STATUS_ERROR]))
-    remote = span.parent_span_id is not None and span.parent_is_remote
-    parts.append(_REMOTE_PARENT_FLAGS if remote else _LOCAL_PARENT_FLAGS)
+                                      _string(_STATUS_MESSAGE, span.error) + _STATUS_CODE + _SMALL[STATUS_CODE_ERROR]))
+    parts.append(_FLAGS_FIELDS[span_flags(span)])
     return b"".join(parts)
+
+
+def span_flags(span: SpanData) -> int:
+    """SpanFlags: whether the parent is remote is always known here, and said."""
+    remote = span.parent_span_id is not None and span.parent_is_remote
+    return _FLAGS_HAS_IS_REMOTE | (_FLAGS_IS_REMOTE if remote else 0)
 
 
 def log_bytes(record: LogData) -> bytes:
@@ -252,7 +251,7 @@ def log_bytes(record: LogData) -> bytes:
 
 def _metric(point: MetricPoint, window: MetricsWindow) -> bytes:
     times = _fixed64(_POINT_START, window.start_unix_nano) + _fixed64(_POINT_TIME, window.time_unix_nano)
-    temporality = _TEMPORALITY + _SMALL[_CUMULATIVE if window.cumulative else _DELTA]
+    temporality = _TEMPORALITY + _SMALL[CUMULATIVE if window.cumulative else DELTA]
     if isinstance(point, SumPoint):
         data = length_delimited(_METRIC_SUM, length_delimited(_DATA_POINTS, times + _number(point.value))
                                 + temporality + (_MONOTONIC + b"\x01" if point.monotonic else b""))
@@ -269,7 +268,7 @@ def _metric(point: MetricPoint, window: MetricsWindow) -> bytes:
 
 def _number(value: float) -> bytes:
     if isinstance(value, int) and not isinstance(value, bool):
-        if value not in _INT64:
+        if value not in INT64:
             raise OverflowError(f"{value} does not fit an int64")
         return _NUMBER_INT + _pack_u64(value % _U64)  # sfixed64
     return _NUMBER_DOUBLE + _pack_f64(value)
