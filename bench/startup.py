@@ -111,8 +111,7 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
     from extension.export.otlp import TRACES, OTLPExporter, encode_request
     from extension.export.transport import HTTPTransport
     from extension.http.client import HTTPClient
-    from extension.http.server import serve
-    from extension.listener import MAX_BODY_BYTES, routes
+    from extension.listener import listening
     from extension.pipeline import Pipeline
 
     requests = [b"POST /t HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
@@ -124,7 +123,7 @@ async def ingest(batches: int, per_batch: int, *, floor: bool) -> float:
     assembler = SpanAssembler(resource=lambda_resource(service_name="bench"), function_name="bench", ids=RandomIds())
     pipeline = Pipeline(assembler, Buffer(1_000_000), unused)
     accept = (lambda raw: None) if floor else pipeline.accept
-    async with serve(routes(accept, "/t"), sock, max_body_bytes=MAX_BODY_BYTES) as port:
+    async with listening(accept, "/t", sock) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         began = time.perf_counter()
         for request in requests:

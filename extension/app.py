@@ -29,7 +29,6 @@ from extension.export.transport import HTTPTransport, Transport
 from extension.flush import FlushPolicy
 from extension.flusher import Flusher
 from extension.http.client import HTTPClient
-from extension.http.server import serve
 from extension.lambda_api import ExtensionsAPI
 from extension.lifecycle import Timing, run_lifecycle
 from extension.metering import Metering
@@ -111,8 +110,7 @@ async def _run_configured(api: ExtensionsAPI, config: Config, started: Started, 
             flusher = Flusher(pipeline, FlushPolicy(config.flush, now=asyncio.get_running_loop().time()))
             pipeline.on_backlog = flusher.kick
             assert started.listener is not None  # noqa: S101 -- for mypy: `subscribed` implies a listener
-            async with serve(listener.routes(pipeline.accept, started.listener_path), started.listener,
-                             max_body_bytes=listener.MAX_BODY_BYTES), \
+            async with listener.listening(pipeline.accept, started.listener_path, started.listener), \
                     receiving(config.receiver_port, pipeline.forward, prebound=started.receiver), \
                     asyncio.TaskGroup() as tasks:
                 flusher.attach(tasks.create_task(flusher.run(), name="background-flush"))
@@ -251,8 +249,7 @@ async def _pass_through(api: ExtensionsAPI, started: Started) -> Shutdown:
         if started.listener is not None:
             started.listener.close()
         return await _until_shutdown(api)
-    async with serve(listener.routes(_drop, started.listener_path), started.listener,
-                     max_body_bytes=listener.MAX_BODY_BYTES):
+    async with listener.listening(_drop, started.listener_path, started.listener):
         return await _until_shutdown(api)
 
 

@@ -7,8 +7,7 @@ import io
 import aiohttp
 
 from extension.bootstrap import bind_listener, secret_path
-from extension.http.server import serve
-from extension.listener import MAX_BODY_BYTES, routes
+from extension.listener import MAX_BODY_BYTES, listening
 
 
 async def test_every_post_is_answered_and_handed_over() -> None:
@@ -17,8 +16,7 @@ async def test_every_post_is_answered_and_handed_over() -> None:
     bodies = (b"not json", b"[]", b'[{"time": "2024-01-01T00:00:00.000Z", "type": "platform.x"}]')
     sock = bind_listener("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    async with serve(routes(received.append, path), sock, max_body_bytes=MAX_BODY_BYTES), \
-            aiohttp.ClientSession() as client:
+    async with listening(received.append, path, sock), aiohttp.ClientSession() as client:
         for body in bodies:
             async with client.post(f"http://127.0.0.1:{port}{path}", data=body) as response:
                 assert response.status == 200
@@ -37,8 +35,7 @@ async def test_an_oversized_delivery_is_refused_and_the_next_one_accepted() -> N
     path = secret_path()
     sock = bind_listener("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
-    async with serve(routes(received.append, path), sock, max_body_bytes=MAX_BODY_BYTES), \
-            aiohttp.ClientSession() as client:
+    async with listening(received.append, path, sock), aiohttp.ClientSession() as client:
         async with client.post(url, data=io.BytesIO(b"[" + b" " * MAX_BODY_BYTES + b"]")) as response:
             assert response.status == 413  # bounded memory: the body is never read whole
         async with client.post(url, data=b"[]") as response:
