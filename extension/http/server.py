@@ -110,14 +110,12 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
         try:
             body = await read_body(reader, framing, max_body_bytes)
         except BodyTooLarge as error:
-            reply = Reply.text(413, str(error))
-            if framing.kind == "length" and framing.length <= MAX_DISCARD_BYTES:
+            drained = framing.kind == "length" and framing.length <= MAX_DISCARD_BYTES
+            if drained:
                 await _discard(reader, framing.length)
-                await _send(writer, reply, close=not head.keep_alive)
-                if head.keep_alive:
-                    continue
-            else:
-                await _send(writer, reply, close=True)
+            await _send(writer, Reply.text(413, str(error)), close=not (drained and head.keep_alive))
+            if drained and head.keep_alive:
+                continue
             return
         except HTTPMessageError as error:
             await _send(writer, Reply.text(400, str(error)), close=True)
